@@ -1,0 +1,17 @@
+"""xappa: latent score-based data assimilation of the global atmosphere, for xarray users.
+
+xappa brings the method of Appa (Andry, Lewin, Rozet et al., 2025) to xarray: an
+autoencoder and a spatio-temporal latent diffusion prior, conditioned on any observations
+through guided sampling.
+
+References
+----------
+* Andry et al. (2025). Appa: Bending Weather Dynamics with Latent Diffusion Models for
+   Global Data Assimilation. https://arxiv.org/abs/2504.18720
+"""
+
+__all__ = ["__version__", "get_options", "set_options"]
+
+__version__ = "0.1.0"
+
+from xappa.options import get_options, set_options

@@ -1,0 +1,1 @@
+"""Diffusion: noise schedules, preconditioned denoisers, samplers and trajectory composition."""

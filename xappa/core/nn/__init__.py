@@ -1,0 +1,1 @@
+"""Networks: the Appa-family convolutional autoencoder and the ViDiT backbone."""
