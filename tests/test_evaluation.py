@@ -1,0 +1,213 @@
+"""Tests of xappa.evaluation, the .appa accessor and the ``xappa evaluate`` command."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xappa.accessor  # noqa: F401  (registers .appa)
+from xappa import metrics
+from xappa.align import align
+from xappa.cli import main
+from xappa.evaluation import evaluate
+
+LAT = np.linspace(90.0, -90.0, 9)
+LON = np.arange(0.0, 360.0, 22.5)
+TIMES = pd.date_range("2021-03-21", periods=8, freq="6h")
+LEADS = pd.to_timedelta([0, 6, 12], "h")
+
+
+@pytest.fixture
+def truth() -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    n = (TIMES.size, LAT.size, LON.size)
+    return xr.Dataset(
+        {
+            "geopotential": (
+                ("time", "level", "latitude", "longitude"),
+                5e4 + 100 * rng.normal(size=(n[0], 2, *n[1:])),
+                {"units": "m2 s-2"},
+            ),
+            "2m_temperature": (
+                ("time", "latitude", "longitude"),
+                280 + rng.normal(size=n),
+                {"units": "K"},
+            ),
+        },
+        coords={"time": TIMES, "level": [500, 850], "latitude": LAT, "longitude": LON},
+    )
+
+
+def _forecast(truth: xr.Dataset, members: int = 3, seed: int = 1) -> xr.Dataset:
+    """Ensemble forecasts from 4 initial times: truth at valid times plus growing noise."""
+    rng = np.random.default_rng(seed)
+    init = TIMES[:4]
+    out = {}
+    for name, da in truth.data_vars.items():
+        valid = da.sel(time=(init.values[:, None] + LEADS.values[None, :]).ravel())
+        base = valid.values.reshape((init.size, LEADS.size) + valid.shape[1:])
+        scale = (1.0 + np.arange(LEADS.size)).reshape((1, -1) + (1,) * (base.ndim - 2))
+        noise = rng.normal(size=(members, *base.shape)) * scale
+        out[name] = (("member", "time", "lead") + da.dims[1:], base + noise, da.attrs)
+    pred = xr.Dataset(
+        out,
+        coords={
+            "time": init,
+            "lead": LEADS,
+            "level": [500, 850],
+            "latitude": LAT,
+            "longitude": LON,
+        },
+    )
+    # the other longitude convention and latitude order, to exercise alignment
+    pred = pred.assign_coords(longitude=(LON + 180) % 360 - 180).sortby("longitude")
+    return pred.sortby("latitude")
+
+
+def test_deterministic_layout_and_values(truth: xr.Dataset) -> None:
+    pred = truth + 1.0
+    pred["geopotential"].attrs["units"] = "m2 s-2"
+    out = evaluate(pred, truth, regions=["global", "tropics"])
+    assert set(out.data_vars) == {"rmse", "bias", "mae"}
+    assert dict(out.sizes) == {"region": 2, "variable": 3}
+    assert list(out["variable"].values) == [
+        "geopotential_500",
+        "geopotential_850",
+        "2m_temperature",
+    ]
+    assert list(out["name"].values) == ["geopotential", "geopotential", "2m_temperature"]
+    np.testing.assert_array_equal(out["level"].values, [500, 850, np.nan])
+    assert list(out["units"].values) == ["m2 s-2", "m2 s-2", "K"]
+    np.testing.assert_allclose(out["rmse"].values, 1.0)
+    np.testing.assert_allclose(out["bias"].values, 1.0)
+
+
+def test_ensemble_with_leads(truth: xr.Dataset) -> None:
+    pred = _forecast(truth)
+    out = evaluate(pred.chunk(time=2), truth.chunk(time=4), regions=["global", "tropics"])
+    assert dask.is_dask_collection(out["crps"])
+    out = out.compute()
+    for name in ("rmse", "skill", "spread", "ssr", "crps", "rmse_member", "rank_histogram"):
+        assert name in out
+    assert out["crps"].dims == ("region", "variable", "lead")
+    assert out["rank_histogram"].sizes["rank"] == 4
+    # equal to the metric functions on the aligned data
+    p, t = align(pred, truth)
+    expected = metrics.crps(p["2m_temperature"], t["2m_temperature"])
+    np.testing.assert_allclose(
+        out["crps"].sel(region="global", variable="2m_temperature").values, expected.values
+    )
+    expected = metrics.spread_skill_ratio(
+        p["geopotential"].sel(level=850), t["geopotential"].sel(level=850)
+    )
+    np.testing.assert_allclose(
+        out["ssr"].sel(region="global", variable="geopotential_850").values, expected.values
+    )
+    # errors grow with lead time
+    assert (out["skill"].diff("lead") > 0).all()
+
+
+def test_reduce_keeps_time_and_climatology(truth: xr.Dataset) -> None:
+    clim = truth.mean("time")
+    pred = clim + 2.0 * (truth - clim)  # anomalies twice as large: ACC is exactly 1
+    out = evaluate(pred, truth, climatology=clim, reduce=["latitude", "longitude"])
+    assert out["rmse"].dims == ("region", "variable", "time")
+    assert "acc" in out
+    np.testing.assert_allclose(out["acc"].values, 1.0)
+    with pytest.raises(KeyError, match="climatology has no variable '2m_temperature'"):
+        evaluate(pred, truth, climatology=truth[["geopotential"]].mean("time"))
+
+
+def test_accessor_matches_function_and_pickles(truth: xr.Dataset) -> None:
+    pred = _forecast(truth)
+    via_accessor = pred.appa.evaluate(truth=truth)
+    xr.testing.assert_identical(via_accessor, evaluate(pred, truth))
+    assert pickle.loads(pickle.dumps(pred)).identical(pred)
+
+
+@pytest.mark.filterwarnings("ignore:Failed to open Zarr store with consolidated metadata")
+def test_cli_writes_report(truth: xr.Dataset, tmp_path: Path) -> None:
+    pred_path, truth_path, out = tmp_path / "pred.zarr", tmp_path / "truth.nc", tmp_path / "out"
+    _forecast(truth).to_zarr(pred_path, consolidated=False)
+    truth.to_netcdf(truth_path)
+    args = ["evaluate", "--pred", str(pred_path), "--truth", str(truth_path), "--out", str(out)]
+    assert main([*args, "--region", "global", "--region", "tropics"]) == 0
+    pngs = [
+        "error_vs_lead.png",
+        "spread_skill.png",
+        "rank_histogram.png",
+        "spectra.png",
+        "error_maps.png",
+    ]
+    for name in ["metrics.nc", "summary.md", *pngs]:
+        assert (out / name).stat().st_size > 0
+    with xr.open_dataset(out / "metrics.nc") as ds:
+        assert {"skill", "spread", "ssr", "crps"} <= set(ds.data_vars)
+        assert list(ds["region"].values) == ["global", "tropics"]
+    summary = (out / "summary.md").read_text()
+    for name in pngs:
+        assert f"]({name})" in summary
+    assert "| global | geopotential_500 | m2 s-2 |" in summary
+
+
+def test_cli_deterministic_without_leads(truth: xr.Dataset, tmp_path: Path) -> None:
+    (truth + 1.0).to_netcdf(tmp_path / "pred.nc")
+    truth.to_netcdf(tmp_path / "truth.nc")
+    out = tmp_path / "out"
+    args = [
+        "evaluate",
+        "--pred",
+        str(tmp_path / "pred.nc"),
+        "--truth",
+        str(tmp_path / "truth.nc"),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert (out / "error_vs_lead.png").exists() and not (out / "spread_skill.png").exists()
+    with xr.open_dataset(out / "metrics.nc") as ds:
+        np.testing.assert_allclose(ds["rmse"].values, 1.0)
+
+
+def test_cli_missing_input(tmp_path: Path) -> None:
+    args = ["evaluate", "--pred", str(tmp_path / "nope.zarr"), "--truth", "x", "--out", "o"]
+    with pytest.raises(FileNotFoundError, match="nope.zarr"):
+        main(args)
+
+
+def _wb2_climatology(truth: xr.Dataset) -> xr.Dataset:
+    """A WB2-style climatology: (hour, dayofyear, ...) with a known day/hour signal."""
+    mean = truth.mean("time")
+    doy = xr.DataArray(
+        np.arange(1, 367), dims="dayofyear", coords={"dayofyear": np.arange(1, 367)}
+    )
+    hour = xr.DataArray([0, 6, 12, 18], dims="hour", coords={"hour": [0, 6, 12, 18]})
+    return mean + 0.01 * doy + 0.1 * hour
+
+
+def test_wb2_climatology_with_leads(truth: xr.Dataset, tmp_path: Path) -> None:
+    clim = _wb2_climatology(truth)
+    pred = _forecast(truth, members=2)
+    _, t = align(pred, truth)
+    when = t["valid_time"]
+    at = clim.sel(dayofyear=when.dt.dayofyear, hour=when.dt.hour).drop_vars(["dayofyear", "hour"])
+    # anomalies twice those of the truth w.r.t. the climatology at the valid time
+    pred2 = (at + 2 * (t - at)).expand_dims(member=2).transpose("member", ...)
+    out = evaluate(pred2, truth, climatology=clim)
+    np.testing.assert_allclose(out["acc"].values, 1.0)
+    with pytest.raises(KeyError, match="climatology lacks hour values \\[6, 18\\]"):
+        evaluate(pred, truth, climatology=clim.sel(hour=[0, 12]))
+    # and through the command line
+    pred2.to_netcdf(tmp_path / "pred.nc")
+    truth.to_netcdf(tmp_path / "truth.nc")
+    clim.to_netcdf(tmp_path / "clim.nc")
+    args = ["evaluate", "--pred", str(tmp_path / "pred.nc"), "--truth", str(tmp_path / "truth.nc")]
+    assert main([*args, "--climatology", str(tmp_path / "clim.nc"), "--out", str(tmp_path)]) == 0
+    with xr.open_dataset(tmp_path / "metrics.nc") as ds:
+        np.testing.assert_allclose(ds["acc"].values, 1.0)

@@ -1,0 +1,77 @@
+"""``xappa evaluate``: score a prediction against a truth and write a report."""
+
+from __future__ import annotations
+
+__all__ = ["register", "run"]
+
+import argparse
+from pathlib import Path
+
+import xarray as xr
+
+
+def _open(path: str) -> xr.Dataset:
+    """Open a zarr store (a directory or ``*.zarr``) or a netCDF file, lazily."""
+    p = Path(path)
+    if not p.exists():
+        msg = f"input {path!r} does not exist"
+        raise FileNotFoundError(msg)
+    if p.is_dir() or p.suffix == ".zarr":
+        return xr.open_zarr(p)
+    return xr.open_dataset(p, chunks={})
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-command.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The sub-parsers of the ``xappa`` parser.
+    """
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a prediction against a truth; write metrics.nc, plots and summary.md",
+        description=__doc__,
+    )
+    parser.add_argument("--pred", required=True, help="prediction (zarr or netCDF)")
+    parser.add_argument("--truth", required=True, help="truth, e.g. ERA5 (zarr or netCDF)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--climatology", help="climatology for the ACC (zarr or netCDF)")
+    parser.add_argument(
+        "--region",
+        action="append",
+        dest="regions",
+        help="region to score (repeatable; default: global), e.g. tropics, land",
+    )
+    parser.add_argument("--member-dim", default="member", help="ensemble dimension name")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``xappa evaluate``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    from xappa.evaluation import evaluate, write_report
+
+    pred, truth = _open(args.pred), _open(args.truth)
+    climatology = _open(args.climatology) if args.climatology else None
+    metrics = evaluate(
+        pred,
+        truth,
+        climatology=climatology,
+        regions=args.regions or ["global"],
+        member_dim=args.member_dim,
+    )
+    summary = write_report(metrics, args.out, pred=pred, truth=truth, member_dim=args.member_dim)
+    print(f"wrote {summary}")
+    return 0
