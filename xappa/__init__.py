@@ -14,6 +14,5 @@ __all__ = ["__version__", "get_options", "set_options"]
 
 __version__ = "0.1.0"
 
-from xappa.options import get_options, set_options
-
 import xappa.accessor  # noqa: F401  (registers the .appa accessor)
+from xappa.options import get_options, set_options
