@@ -111,3 +111,11 @@ def test_mass_drift() -> None:
     np.testing.assert_allclose(out["relative_drift"], [0.0, 0.0, 0.01], atol=1e-12)
     with pytest.raises(ValueError, match="missing dimension 'time'"):
         physics.mass_drift(base)
+
+
+def test_mass_drift_on_shallow_water_with_exact_weights() -> None:
+    from xappa.testbeds.shallow_water import area_weights, simulate
+
+    ds = simulate(trajectories=1, days=1, nlat=16, nlon=32, spinup_days=0).isel(trajectory=0)
+    exact = physics.mass_drift(ds.astype("float64"), weights=area_weights(ds))
+    assert float(abs(exact["relative_drift"]).max()) < 1e-6

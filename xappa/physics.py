@@ -229,7 +229,11 @@ def hydrostatic_consistency(
 
 
 def mass_drift(
-    ds: xr.Dataset | xr.DataArray, *, geopotential: str | None = None, time_dim: str = "time"
+    ds: xr.Dataset | xr.DataArray,
+    *,
+    geopotential: str | None = None,
+    time_dim: str = "time",
+    weights: xr.DataArray | None = None,
 ) -> xr.Dataset:
     r"""Return the drift of the area-weighted global mean geopotential over time.
 
@@ -244,6 +248,11 @@ def mass_drift(
         Variable name in a Dataset (default: ``geopotential``, then ``z``).
     time_dim : str, default "time"
         The time dimension.
+    weights : xarray.DataArray, optional
+        Area weights over ``latitude`` (default: WB2's cell-area weights). Pass the model's
+        own quadrature weights to check conservation to round-off, for example
+        :func:`xappa.testbeds.shallow_water.area_weights` for the shallow-water testbed (WB2
+        weights are only accurate to about 1e-5 relative on its grid with poles).
 
     Returns
     -------
@@ -254,7 +263,8 @@ def mass_drift(
     if time_dim not in z.dims:
         msg = f"geopotential is missing dimension {time_dim!r}; found {list(z.dims)}"
         raise ValueError(msg)
-    m = z.weighted(lat_weights(z["latitude"])).mean(["latitude", "longitude"])
+    w = lat_weights(z["latitude"]) if weights is None else weights
+    m = z.weighted(w).mean(["latitude", "longitude"])
     m0 = m.isel({time_dim: 0})
     return xr.Dataset(
         {
