@@ -1,0 +1,168 @@
+r"""Batched Krylov solvers with a fixed number of iterations, run in float64.
+
+Both solvers approximate :math:`u = A^{-1} b` for a batch of systems given only the
+matrix-vector product :math:`v \mapsto A v`. They never test for convergence: the iteration
+count is fixed, so a batch costs the same every time and stays on the device (no host sync).
+With as many iterations as unknowns, both are exact up to round-off (in exact arithmetic).
+
+The vectors handed to ``matvec`` have the dtype of ``b`` (often float32, the dtype of the
+network), while the Krylov basis, the Hessenberg matrix and the recurrences are kept in float64;
+the solution is cast back to the dtype of ``b``.
+
+References
+----------
+* Saad & Schultz (1986). GMRES: A Generalized Minimal Residual Algorithm for Solving
+  Nonsymmetric Linear Systems. https://doi.org/10.1137/0907058
+* Hestenes & Stiefel (1952). Methods of Conjugate Gradients for Solving Linear Systems.
+  https://doi.org/10.6028/jres.049.044
+"""
+
+from __future__ import annotations
+
+__all__ = ["cg", "gmres"]
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+_TINY = torch.finfo(torch.float64).tiny
+
+
+def _check(b: Tensor, iterations: int, x0: Tensor | None) -> None:
+    if b.ndim != 2:
+        msg = f"b must have shape (N, M); found {tuple(b.shape)}"
+        raise ValueError(msg)
+    if iterations < 1:
+        msg = f"iterations must be a positive integer; found {iterations}"
+        raise ValueError(msg)
+    if x0 is not None and x0.shape != b.shape:
+        msg = f"x0 must have the shape of b, {tuple(b.shape)}; found {tuple(x0.shape)}"
+        raise ValueError(msg)
+
+
+def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+    # num / den where den is not ~0, else 0 (a Krylov breakdown: the solution is exact).
+    ok = den.abs() > _TINY
+    return torch.where(ok, num / torch.where(ok, den, 1.0), 0.0)
+
+
+def cg(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    iterations: int,
+    *,
+    x0: Tensor | None = None,
+) -> Tensor:
+    r"""Solve :math:`A u = b` by conjugate gradients, for symmetric positive definite :math:`A`.
+
+    Parameters
+    ----------
+    matvec : callable
+        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``.
+    b : Tensor
+        The right-hand sides, with shape ``(N, M)``.
+    iterations : int
+        The fixed number of iterations (matrix-vector products).
+    x0 : Tensor, optional
+        The initial guess, with shape ``(N, M)``; zero by default.
+
+    Returns
+    -------
+    Tensor
+        The approximate solutions, with shape ``(N, M)`` and the dtype of ``b``.
+    """
+    _check(b, iterations, x0)
+    dtype = b.dtype
+
+    def op(v: Tensor) -> Tensor:
+        return matvec(v.to(dtype)).to(torch.float64)
+
+    b = b.to(torch.float64)
+    x = torch.zeros_like(b) if x0 is None else x0.to(torch.float64)
+    r = b if x0 is None else b - op(x)
+    p = r
+    rr = (r * r).sum(dim=1, keepdim=True)
+    for _ in range(iterations):
+        ap = op(p)
+        alpha = _safe_div(rr, (p * ap).sum(dim=1, keepdim=True))
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = (r * r).sum(dim=1, keepdim=True)
+        p = r + _safe_div(rr_new, rr) * p
+        rr = rr_new
+    return x.to(dtype)
+
+
+def gmres(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    iterations: int,
+    *,
+    x0: Tensor | None = None,
+) -> Tensor:
+    r"""Solve :math:`A u = b` by GMRES, for any non-singular :math:`A`.
+
+    Arnoldi with modified Gram-Schmidt builds an orthonormal basis :math:`V_n` of the Krylov
+    space :math:`\mathcal{K}_n(A, r_0)`; Givens rotations reduce the Hessenberg matrix to a
+    triangle; the correction :math:`V_n y` minimises :math:`\lVert b - A u \rVert_2`. A
+    breakdown (an invariant Krylov space, for example :math:`n` larger than the dimension)
+    leaves the exact solution unchanged.
+
+    Parameters
+    ----------
+    matvec : callable
+        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``.
+    b : Tensor
+        The right-hand sides, with shape ``(N, M)``.
+    iterations : int
+        The fixed number :math:`n` of iterations (matrix-vector products).
+    x0 : Tensor, optional
+        The initial guess, with shape ``(N, M)``; zero by default.
+
+    Returns
+    -------
+    Tensor
+        The approximate solutions, with shape ``(N, M)`` and the dtype of ``b``.
+    """
+    _check(b, iterations, x0)
+    dtype = b.dtype
+    n = iterations
+
+    def op(v: Tensor) -> Tensor:
+        return matvec(v.to(dtype)).to(torch.float64)
+
+    b = b.to(torch.float64)
+    x = torch.zeros_like(b) if x0 is None else x0.to(torch.float64)
+    r = b if x0 is None else b - op(x)
+    beta = r.norm(dim=1)  # (N,)
+    basis = [_safe_div(r, beta[:, None])]
+    rows = b.shape[0]
+    R = b.new_zeros(rows, n, n)  # the rotated Hessenberg matrix (upper triangular)
+    g = b.new_zeros(rows, n + 1)
+    g[:, 0] = beta
+    cs, sn = [], []
+    for k in range(n):
+        w = op(basis[k])
+        h = []
+        for v in basis:  # modified Gram-Schmidt
+            hk = (w * v).sum(dim=1)
+            w = w - hk[:, None] * v
+            h.append(hk)
+        h_next = w.norm(dim=1)
+        basis.append(_safe_div(w, h_next[:, None]))
+        for j in range(k):  # apply the previous rotations to the new column
+            h[j], h[j + 1] = cs[j] * h[j] + sn[j] * h[j + 1], -sn[j] * h[j] + cs[j] * h[j + 1]
+        rho = torch.hypot(h[k], h_next)
+        c = torch.where(rho > 0, _safe_div(h[k], rho), 1.0)
+        s = _safe_div(h_next, rho)
+        cs.append(c)
+        sn.append(s)
+        h[k] = rho
+        R[:, : k + 1, k] = torch.stack(h, dim=1)
+        g[:, k + 1] = -s * g[:, k]
+        g[:, k] = c * g[:, k]
+    eye = torch.eye(n, dtype=R.dtype, device=R.device)
+    y = torch.linalg.solve_triangular(R + _TINY * eye, g[:, :n, None], upper=True)[..., 0]
+    V = torch.stack(basis[:n], dim=1)  # (N, n, M)
+    return (x + torch.einsum("nk,nkm->nm", y, V)).to(dtype)
