@@ -1,0 +1,339 @@
+r"""Per-time-step observation operators, values and variances on the standardized pixel state.
+
+:func:`prepare_observations` validates observation Datasets once and returns an
+:class:`ObservationSet`: for each model time step of the window, a linear operator
+:math:`H_t` on the **standardized** pixel frame ``(C, H, W)`` (in the spec's latitude order
+and longitude convention), the standardized values :math:`y_t = (y^{phys} - \mu_c) / s_c` and
+variances :math:`(\sigma^{phys} / s_c)^2`, with :math:`\mu_c, s_c` the statistics of the value's
+channel. Bilinear weights sum to one, so reading the standardized field equals standardizing
+the field read.
+
+With a latent model the full operator of frame :math:`t` is
+:math:`A_t(z) = H_t(\mathrm{decode}(z_t s_z + \mu_z))` (Appa's "unstandardize the latent,
+decode, observe"), where the decoder returns standardized pixels: the pixel operators
+:math:`H_t` never unstandardize. :meth:`ObservationSet.observation` builds it frame by frame,
+so only one decoded frame is alive at a time.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ObservationSet", "StepObservation", "build_steps"]
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from xappa.core.guidance.observation import Observation
+from xappa.core.operators import (
+    ConcatOperator,
+    SparseOperator,
+    bilinear_stencil,
+    flat_index,
+    nearest_stencil,
+)
+from xappa.observations.table import ObsTable
+from xappa.state import StateSpec
+
+
+@dataclass(frozen=True)
+class StepObservation:
+    """Creates the observations of one model time step.
+
+    Attributes
+    ----------
+    time : pandas.Timestamp
+        The model time.
+    operator : SparseOperator or ConcatOperator
+        The linear operator, mapping standardized frames ``(..., C, H, W)`` to ``(..., M)``.
+    values : Tensor
+        Standardized values, with shape ``(M,)``.
+    variances : Tensor
+        Standardized error variances, with shape ``(M,)``.
+    """
+
+    time: pd.Timestamp
+    operator: nn.Module
+    values: Tensor
+    variances: Tensor
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def __repr__(self) -> str:
+        return f"StepObservation(time={self.time}, values={len(self)})"
+
+
+class ObservationSet:
+    """Creates the validated observations of a window, one :class:`StepObservation` per step.
+
+    Built by :func:`xappa.observations.prepare_observations`; indexing gives the step
+    observation (None for a step without observations).
+
+    Parameters
+    ----------
+    spec : StateSpec
+        The model state.
+    times : DatetimeIndex
+        The model time steps of the window, with shape ``(T,)``.
+    steps : sequence of StepObservation or None
+        One entry per time.
+    counts : Dataset
+        ``n_obs`` over ``(time, variable)`` and ``n_nan`` over ``(variable,)``.
+    method : str
+        How points are read (``"bilinear"`` or ``"nearest"``).
+    sources : list of str
+        One line per input Dataset.
+    """
+
+    def __init__(
+        self,
+        spec: StateSpec,
+        times: pd.DatetimeIndex,
+        steps: Sequence[StepObservation | None],
+        counts: xr.Dataset,
+        *,
+        method: str,
+        sources: list[str],
+    ) -> None:
+        self.spec = spec
+        self.times = times
+        self.steps = list(steps)
+        self.counts = counts
+        self.method = method
+        self.sources = list(sources)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index: int) -> StepObservation | None:
+        return self.steps[index]
+
+    def __iter__(self) -> Iterator[StepObservation | None]:
+        return iter(self.steps)
+
+    @property
+    def n_obs(self) -> int:
+        """The total number of observed values."""
+        return sum(len(s) for s in self.steps if s is not None)
+
+    def to(self, device: torch.device | str) -> ObservationSet:
+        """Return a copy with operators, values and variances on ``device``.
+
+        Parameters
+        ----------
+        device : torch.device or str
+            The device.
+
+        Returns
+        -------
+        ObservationSet
+            The copy; this set is unchanged.
+        """
+        steps = [
+            None
+            if s is None
+            else StepObservation(
+                time=s.time,
+                operator=copy.deepcopy(s.operator).to(device),
+                values=s.values.to(device),
+                variances=s.variances.to(device),
+            )
+            for s in self.steps
+        ]
+        return ObservationSet(
+            self.spec, self.times, steps, self.counts, method=self.method, sources=self.sources
+        )
+
+    def describe(self) -> str:
+        """Return a short, human-readable summary: window, counts per variable, sources.
+
+        Returns
+        -------
+        str
+            Several lines of text.
+        """
+        per_var = self.counts["n_obs"].sum("time")
+        hours = pd.Timedelta(self.spec.time_step) / pd.Timedelta("1h")
+        head = (
+            f"ObservationSet for spec {self.spec.name!r}: {self.n_obs} values at"
+            f" {sum(s is not None for s in self.steps)} of {len(self)} time steps"
+            f" ({self.times[0]} to {self.times[-1]}, step {hours:g} h);"
+            f" points read by {self.method}"
+        )
+        lines = [head]
+        for v in self.counts["variable"].values:
+            n, nan = int(per_var.sel(variable=v)), int(self.counts["n_nan"].sel(variable=v))
+            if n or nan:
+                lines.append(f"  {v}: {n} values ({nan} NaN dropped)")
+        lines += [f"  source: {s}" for s in self.sources]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Apply every step's operator to its frame and concatenate, frame by frame.
+
+        Parameters
+        ----------
+        x : Tensor
+            Standardized frames, with shape ``(..., T, C, H, W)``.
+
+        Returns
+        -------
+        Tensor
+            The values of all observed steps in time order, with shape ``(..., M)``.
+        """
+        torch._check(
+            x.shape[-4] == len(self), lambda: f"x must have {len(self)} frames; found {x.shape}"
+        )
+        parts = [s.operator(x[..., t, :, :, :]) for t, s in enumerate(self.steps) if s]
+        return torch.cat(parts, dim=-1) if parts else x.new_zeros(*x.shape[:-4], 0)
+
+    def observation(
+        self,
+        steps: Sequence[int] | None = None,
+        *,
+        decode: Callable[[Tensor, int], Tensor] | None = None,
+    ) -> Observation | None:
+        r"""Return the guidance :class:`~xappa.core.guidance.observation.Observation` of steps.
+
+        The operator maps a window ``(N, K, ...)`` of ``K = len(steps)`` frames to
+        ``(N, M)``: frame ``k`` is decoded (when ``decode`` is given) to standardized pixels
+        ``(N, C, H, W)`` and read by the operator of ``steps[k]``, one frame at a time.
+
+        Parameters
+        ----------
+        steps : sequence of int, optional
+            Indices into :attr:`times` of the window's frames (all steps when None).
+        decode : callable, optional
+            ``decode(z, step)`` maps one standardized latent frame ``(N, ...)`` of model step
+            ``step`` to standardized pixels ``(N, C, H, W)``: latent unstandardization
+            (:math:`z s_z + \mu_z`) then the decoder. Identity when None (pixel windows).
+
+        Returns
+        -------
+        Observation or None
+            None when the steps have no observation.
+        """
+        steps = list(range(len(self))) if steps is None else [int(s) for s in steps]
+        used = [(k, s, self.steps[s]) for k, s in enumerate(steps) if self.steps[s] is not None]
+        if not used:
+            return None
+
+        def operator(x: Tensor) -> Tensor:
+            out = []
+            for k, s, obs in used:
+                frame = x[:, k] if decode is None else decode(x[:, k], s)
+                out.append(obs.operator(frame))
+            return torch.cat(out, dim=-1)
+
+        values = torch.cat([obs.values for _, _, obs in used])
+        variances = torch.cat([obs.variances for _, _, obs in used])
+        return Observation(operator=operator, values=values, variances=variances)
+
+
+def _step_operator(
+    rows: np.ndarray, table: ObsTable, spec: StateSpec, method: str, dtype: torch.dtype
+) -> nn.Module:
+    shape = (spec.n_channels, *spec.shape)
+    grid_lat = torch.as_tensor(spec.latitudes, dtype=torch.float64)
+    grid_lon = torch.as_tensor(spec.longitudes, dtype=torch.float64)
+    parts = []
+    gridded = rows[table.cell[rows] >= 0]
+    if len(gridded):
+        cell = torch.from_numpy(table.cell[gridded])
+        parts.append(
+            SparseOperator(
+                flat_index(torch.from_numpy(table.channel[gridded]), cell, shape), shape
+            )
+        )
+    points = rows[table.cell[rows] < 0]
+    if len(points):
+        channel = torch.from_numpy(table.channel[points])
+        lat, lon = torch.from_numpy(table.lat[points]), torch.from_numpy(table.lon[points])
+        if method == "nearest":
+            cell = nearest_stencil(lat, lon, grid_lat, grid_lon)
+            parts.append(SparseOperator(flat_index(channel, cell, shape), shape))
+        else:
+            cells, weights = bilinear_stencil(lat, lon, grid_lat, grid_lon)
+            index = flat_index(channel, cells, shape)
+            parts.append(SparseOperator(index, shape, weights.to(dtype)))
+    return parts[0] if len(parts) == 1 else ConcatOperator(parts)
+
+
+def build_steps(
+    table: ObsTable,
+    step: np.ndarray,
+    spec: StateSpec,
+    times: pd.DatetimeIndex,
+    mean: Tensor,
+    std: Tensor,
+    *,
+    method: str,
+    dtype: torch.dtype,
+) -> tuple[list[StepObservation | None], xr.Dataset]:
+    """Build the step observations and counts from a validated table.
+
+    Parameters
+    ----------
+    table : ObsTable
+        The observations, ``M`` rows.
+    step : ndarray
+        The model step of each row, with shape ``(M,)``.
+    spec : StateSpec
+        The model state.
+    times : DatetimeIndex
+        The model times, with shape ``(T,)``.
+    mean, std : Tensor
+        Channel statistics in the spec's units, each with shape ``(C,)``.
+    method : {"bilinear", "nearest"}
+        How points are read.
+    dtype : torch.dtype
+        The dtype of values, variances and weights.
+
+    Returns
+    -------
+    tuple
+        The list of step observations (None where a step has none) and the counts Dataset.
+    """
+    # Gridded rows first, then points, within a step; stable otherwise.
+    order = np.lexsort((table.cell < 0, step))
+    bounds = np.searchsorted(step[order], np.arange(len(times) + 1))
+    mean64, std64 = mean.double().numpy(), std.double().numpy()
+    steps: list[StepObservation | None] = []
+    n_obs = np.zeros((len(times), len(spec.variables)), dtype=np.int64)
+    for t in range(len(times)):
+        rows = order[bounds[t] : bounds[t + 1]]
+        if len(rows) == 0:
+            steps.append(None)
+            continue
+        rows = np.concatenate([rows[table.cell[rows] >= 0], rows[table.cell[rows] < 0]])
+        ch = table.channel[rows]
+        values = (table.value[rows] - mean64[ch]) / std64[ch]
+        variances = (table.error[rows] / std64[ch]) ** 2
+        n_obs[t] = np.bincount(table.variable[rows], minlength=len(spec.variables))
+        steps.append(
+            StepObservation(
+                time=times[t],
+                operator=_step_operator(rows, table, spec, method, dtype),
+                values=torch.as_tensor(values, dtype=dtype),
+                variances=torch.as_tensor(variances, dtype=dtype),
+            )
+        )
+    variables = list(spec.variables)
+    n_nan = [table.dropped.get(v, 0) for v in variables]
+    counts = xr.Dataset(
+        {
+            "n_obs": (("time", "variable"), n_obs, {"long_name": "number of observed values"}),
+            "n_nan": ("variable", np.asarray(n_nan, dtype=np.int64), {"long_name": "NaN dropped"}),
+        },
+        coords={"time": times.values, "variable": variables},
+    )
+    return steps, counts
