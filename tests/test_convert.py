@@ -131,3 +131,13 @@ def test_time_and_level_positions():
     no_units = in_pa.assign_coords(level=("level", [100000, 50000, 25000]))
     with pytest.raises(ValueError, match="no units"):
         level_positions(no_units, "level", [500.0])
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+def test_time_step_check_any_datetime_unit(unit):
+    # zarr stores read back as datetime64[ns]; the step check must not depend on the unit.
+    times = pd.date_range("2000-01-01", periods=4, freq="1h").values.astype(f"datetime64[{unit}]")
+    ds = xr.Dataset(coords={"time": times})
+    np.testing.assert_array_equal(time_positions(ds, "time", None, pd.Timedelta("1h")), range(4))
+    with pytest.raises(ValueError, match="time step must be the spec's"):
+        time_positions(ds, "time", None, pd.Timedelta("2h"))

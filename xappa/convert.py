@@ -354,9 +354,10 @@ def time_positions(
             missing = [str(t) for t in wanted[positions < 0][:3]]
             msg = f"ds has no time(s) {missing} in {name!r}; found {index[0]} to {index[-1]}"
             raise KeyError(msg)
-    steps = np.unique(np.diff(index[positions].values))
-    if time_step is not None and len(positions) > 1 and not np.array_equal(steps, [time_step]):
-        found = [str(pd.Timedelta(s)) for s in steps[:3]]
+    # Compare as pandas Timedeltas: the times may be stored in any datetime64 unit.
+    steps = pd.to_timedelta(np.unique(np.diff(index[positions].values)))
+    if time_step is not None and len(positions) > 1 and list(steps) != [pd.Timedelta(time_step)]:
+        found = [str(s) for s in steps[:3]]
         msg = f"ds time step must be the spec's {time_step}; found steps {found}"
         raise ValueError(msg)
     return positions
