@@ -10,9 +10,22 @@ References
    Global Data Assimilation. https://arxiv.org/abs/2504.18720
 """
 
-__all__ = ["__version__", "get_options", "set_options"]
+__all__ = [
+    "Model",
+    "__version__",
+    "assimilate",
+    "decode",
+    "encode",
+    "forecast",
+    "get_options",
+    "set_options",
+]
 
 __version__ = "0.1.0"
 
 import xappa.accessor  # noqa: F401  (registers the .appa accessor)
+from xappa.assimilation import assimilate
+from xappa.encoding import decode, encode
+from xappa.forecasting import forecast
+from xappa.model import Model
 from xappa.options import get_options, set_options

@@ -8,11 +8,12 @@ grid (721 x 1440) costs nothing until computed.
 
 from __future__ import annotations
 
-__all__ = ["mock_dataset", "mock_era5"]
+__all__ = ["mock_dataset", "mock_era5", "tiny_model"]
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array
 import numpy as np
@@ -21,6 +22,10 @@ import xarray as xr
 
 from xappa.convert import COORD_ATTRS
 from xappa.state import ERA5_ATTRS, ERA5_LEVEL_VARIABLES, ERA5_LEVELS, ERA5_SURFACE_VARIABLES
+
+if TYPE_CHECKING:
+    from xappa.model import Model
+    from xappa.state import StateSpec
 
 _DIMS = ("time", "level", "latitude", "longitude")
 
@@ -239,3 +244,199 @@ def mock_dataset(
     return mock_era5(
         variables=variables, levels=levels, nlat=nlat, nlon=nlon, ntime=ntime, seed=seed
     )
+
+
+TINY_VARIABLES = ("2m_temperature", "10m_u_component_of_wind", "10m_v_component_of_wind")
+"""The variables of :func:`tiny_model`'s default spec."""
+
+
+def _frames(data: xr.Dataset, spec: StateSpec) -> list[Any]:
+    """Return one ``(T, C, H, W)`` tensor (and its times) per trajectory of ``data``."""
+    from xappa.state import dataset_to_tensor
+
+    parts = (
+        [data]
+        if "trajectory" not in data.dims
+        else [data.isel(trajectory=i) for i in range(data.sizes["trajectory"])]
+    )
+    out = []
+    for part in parts:
+        x, info = dataset_to_tensor(part, spec, check_step=False)
+        out.append((x.float(), info.times))
+    return out
+
+
+def _stats_dataset(mean: Any, std: Any, spec: StateSpec) -> xr.Dataset:
+    """Return statistics in :func:`xappa.stats.compute_stats`'s layout from ``(C,)`` arrays."""
+    data, start = {}, 0
+    for v in spec.variables:
+        n = len(spec.levels) if v in spec.level_variables else 1
+        values = np.stack(
+            [np.asarray(mean[start : start + n]), np.asarray(std[start : start + n])]
+        )
+        start += n
+        attrs = {"units": spec.units[v]} if v in spec.units else {}
+        if v in spec.level_variables:
+            data[v] = xr.Variable(("statistic", "level"), values.astype(np.float64), attrs)
+        else:
+            data[v] = xr.Variable(("statistic",), values[:, 0].astype(np.float64), attrs)
+    coords: dict[str, Any] = {"statistic": ["mean", "std"]}
+    if spec.level_variables:
+        coords["level"] = np.asarray(spec.levels)
+    return xr.Dataset(data, coords=coords)
+
+
+def tiny_model(
+    spec: StateSpec | None = None,
+    *,
+    seed: int = 0,
+    train_steps: int = 0,
+    data: xr.Dataset | None = None,
+    window: int = 4,
+    lat_channels: int = 4,
+    noise_level: float = 0.0,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    name: str = "tiny",
+) -> Model:
+    r"""Return a tiny latent model for tests, doctests and demos, random or quickly trained.
+
+    The autoencoder is the ``"tiny"`` size (a factor 4 down, ``lat_channels`` latent
+    channels) and the prior a 2-block ViDiT over windows of ``window`` frames. With
+    ``train_steps = 0`` the weights are random (seeded) and the statistics are those of
+    ``data``; otherwise the autoencoder, then the prior on the encoded ``data``, are trained
+    for ``train_steps`` AdamW steps each (a few seconds per hundred steps on a CPU).
+
+    Parameters
+    ----------
+    spec : StateSpec, optional
+        The state; by default :data:`TINY_VARIABLES` on a 16 x 32 grid at 1 h.
+    seed : int
+        The seed of the weights and of the training draws.
+    train_steps : int
+        AdamW steps for the autoencoder and for the prior (0: random weights).
+    data : Dataset, optional
+        The training data (with a ``trajectory`` dimension or not): the spec's variables over
+        ``([trajectory,] time, latitude, longitude)``; by default :func:`mock_era5` over
+        four days.
+    window : int
+        The prior's window length :math:`K` (even).
+    lat_channels : int
+        The latent channels.
+    noise_level : float
+        The autoencoder's latent noise :math:`\sigma_z`, used in training.
+    batch_size : int
+        Frames (autoencoder) or windows (prior) per step.
+    lr : float
+        The learning rate.
+    name : str
+        The model name.
+
+    Returns
+    -------
+    Model
+        The model, on the CPU, in evaluation mode.
+
+    Examples
+    --------
+    >>> model = tiny_model()
+    >>> model.spec.variables
+    ('2m_temperature', '10m_u_component_of_wind', '10m_v_component_of_wind')
+    """
+    import torch
+
+    from xappa.core.diffusion.denoiser import PreconditionedDenoiser, denoiser_loss
+    from xappa.core.diffusion.schedule import RectifiedSchedule
+    from xappa.core.nn.autoencoder import ConvAutoencoder
+    from xappa.core.nn.configs import autoencoder_config, vidit_config
+    from xappa.core.nn.vidit import ViDiT
+    from xappa.model import Model
+    from xappa.state import era5_spec
+
+    if spec is None:
+        spec = era5_spec(nlat=16, nlon=32, surface_variables=TINY_VARIABLES, level_variables=())
+        spec = dataclasses.replace(spec, name="tiny")
+    if data is None:
+        ntime = 96 if train_steps else 8
+        data = mock_era5(
+            variables=spec.variables,
+            levels=spec.levels or ERA5_LEVELS,
+            nlat=len(spec.latitudes),
+            nlon=len(spec.longitudes),
+            ntime=ntime,
+            freq=spec.time_step,
+            seed=seed,
+        )
+    frames = _frames(data, spec)
+    allx = torch.cat([x for x, _ in frames])
+    flat = allx.transpose(0, 1).flatten(1)
+    mean = torch.nanmean(flat, dim=1)
+    std = torch.sqrt(torch.nanmean((flat - mean[:, None]) ** 2, dim=1)).clamp_min(1e-6)
+    stats = _stats_dataset(mean.double().numpy(), std.double().numpy(), spec)
+    torch.manual_seed(seed)
+    cfg = autoencoder_config(
+        "tiny",
+        in_channels=spec.n_channels,
+        lat_channels=lat_channels,
+        shape=spec.shape,
+        noise_level=noise_level,
+    )
+    ae = ConvAutoencoder.from_config(cfg)
+    c_lat, h, w = ae.latent_shape
+    backbone = ViDiT(vidit_config("tiny", in_channels=c_lat, blanket_size=window, shape=(h, w)))
+    denoiser = PreconditionedDenoiser(backbone)
+    g = torch.Generator().manual_seed(seed)
+
+    def standardized(x: Any) -> Any:
+        z = (x - mean[:, None, None]) / std[:, None, None]
+        return torch.nan_to_num(z)
+
+    if train_steps:
+        opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=0.0)
+        ae.train()
+        for _ in range(train_steps):
+            idx = torch.randint(allx.shape[0], (batch_size,), generator=g)
+            x = standardized(allx[idx])
+            z = ae.encode(x)
+            loss = (ae.decode(z, noise=True, generator=g) - x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    ae.eval()
+    with torch.no_grad():
+        latents = [(ae.encode(standardized(x)), t) for x, t in frames]
+    zall = torch.cat([z for z, _ in latents]).transpose(0, 1).flatten(1)
+    latent_mean, latent_std = zall.mean(dim=1), zall.std(dim=1).clamp_min(1e-3)
+    model = Model(
+        name=name,
+        spec=spec,
+        stats=stats,
+        autoencoder=ae,
+        denoiser=denoiser,
+        latent_mean=latent_mean,
+        latent_std=latent_std,
+        window=window,
+        inflate=True,
+    )
+    if train_steps:
+        schedule = RectifiedSchedule()
+        wins, dates = [], []
+        for z, times in latents:
+            zs = model.standardize_latent(z)
+            d = np.stack([times.year, times.month, times.day, times.hour], axis=-1)
+            d = torch.as_tensor(d.astype(np.int64))
+            for s in range(z.shape[0] - window + 1):
+                wins.append(zs[s : s + window])
+                dates.append(d[s : s + window])
+        wins_t, dates_t = torch.stack(wins), torch.stack(dates)
+        opt = torch.optim.AdamW(denoiser.parameters(), lr=lr, weight_decay=0.0)
+        denoiser.train()
+        for _ in range(train_steps):
+            idx = torch.randint(wins_t.shape[0], (batch_size,), generator=g)
+            loss = denoiser_loss(denoiser, wins_t[idx], schedule, generator=g, date=dates_t[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        denoiser.eval()
+        model._hash = None
+    return model

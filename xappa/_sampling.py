@@ -1,0 +1,134 @@
+"""Private helpers shared by encoding, assimilation and forecasting.
+
+Seeds to generators, progress bars, frame dates, trajectory padding, devices, the
+conventions of the user's grid, and output attributes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "check_positive_int",
+    "frame_dates",
+    "generator",
+    "grid_conventions",
+    "progress",
+    "resolve_device",
+    "restore_conventions",
+    "sampler_kwargs",
+]
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from xappa.convert import find_coord
+from xappa.options import get_options
+
+_SAMPLERS = ("ddpm", "ddim", "lms", "pc", "heun")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` if it is a positive int, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        msg = f"{name} must be a positive int (>= 1); found {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def resolve_device(device: torch.device | str | None, default: torch.device) -> torch.device:
+    """Return the device to run on: the argument, the ``device`` option, or ``default``."""
+    if device is None:
+        device = get_options()["device"]
+    return default if device is None else torch.device(device)
+
+
+def generator(seed: int, *key: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Return a torch generator seeded from ``seed`` and an optional key (e.g. a step)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        msg = f"seed must be an int; found {type(seed).__name__}"
+        raise TypeError(msg)
+    state = np.random.SeedSequence([int(seed) % 2**63, *map(int, key)]).generate_state(2)
+    value = int(state[0]) | (int(state[1]) << 32)
+    return torch.Generator(device=torch.device(device)).manual_seed(value % 2**63)
+
+
+@contextmanager
+def progress(
+    total: int, desc: str, enabled: bool | None = None
+) -> Iterator[Callable[[int, int], None]]:
+    """Yield a sampler callback that advances a tqdm bar (hidden when progress is off)."""
+    show = get_options()["progress"] if enabled is None else bool(enabled)
+    bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
+    try:
+        yield lambda step, steps: bar.update(1)
+    finally:
+        bar.close()
+
+
+def frame_dates(times: pd.DatetimeIndex, device: torch.device) -> Tensor:
+    """Return integer dates ``[year, month, day, hour]``, with shape ``(T, 4)``."""
+    parts = np.stack([times.year, times.month, times.day, times.hour], axis=-1)
+    return torch.as_tensor(parts.astype(np.int64), device=device)
+
+
+def extend_times(times: pd.DatetimeIndex, length: int, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """Return ``length`` regular times starting at ``times[0]`` (padding after the end)."""
+    return pd.date_range(times[0], periods=length, freq=step)
+
+
+def sampler_kwargs(
+    sampler: str, steps: int, corrections: int, delta: float, schedule: Any
+) -> dict[str, Any]:
+    """Return the keyword arguments of :func:`~xappa.core.diffusion.sampler.create_sampler`."""
+    if sampler not in _SAMPLERS:
+        msg = f"sampler must be one of {list(_SAMPLERS)}; found {sampler!r}"
+        raise ValueError(msg)
+    kwargs: dict[str, Any] = {"schedule": schedule, "steps": check_positive_int(steps, "steps")}
+    if sampler == "pc":
+        kwargs.update(corrections=corrections, delta=delta)
+    return kwargs
+
+
+def grid_conventions(ds: xr.Dataset) -> dict[str, str]:
+    """Return the latitude order, longitude convention and coordinate names of a grid.
+
+    Empty when ``ds`` has no 1-D latitude/longitude dimension coordinates (point data).
+    """
+    try:
+        lat, lon = find_coord(ds, "latitude"), find_coord(ds, "longitude")
+    except (KeyError, ValueError):
+        return {}
+    if lat not in ds.dims or lon not in ds.dims or ds[lat].size < 2:
+        return {}
+    la, lo = np.asarray(ds[lat].values, float), np.asarray(ds[lon].values, float)
+    return {
+        "latitude_name": str(lat),
+        "longitude_name": str(lon),
+        "latitude_order": "descending" if la[0] > la[-1] else "ascending",
+        "longitude_convention": "-180..180" if lo.min() < 0 else "0..360",
+    }
+
+
+def restore_conventions(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Dataset:
+    """Reorder, rename and wrap the ``latitude``/``longitude`` of ``ds`` to ``conventions``."""
+    if not conventions:
+        return ds
+    lat = ds["latitude"].values
+    want = conventions["latitude_order"]
+    if (want == "descending") != bool(lat[0] > lat[-1]):
+        ds = ds.isel(latitude=slice(None, None, -1))
+    lon = ds["longitude"]
+    if conventions["longitude_convention"] == "-180..180" and float(lon.max()) >= 180:
+        ds = ds.assign_coords(longitude=((lon + 180) % 360 - 180).assign_attrs(lon.attrs))
+    elif conventions["longitude_convention"] == "0..360" and float(lon.min()) < 0:
+        ds = ds.assign_coords(longitude=(lon % 360).assign_attrs(lon.attrs))
+    ds = ds.sortby("longitude")
+    names = {"latitude": conventions["latitude_name"], "longitude": conventions["longitude_name"]}
+    return ds.rename({k: v for k, v in names.items() if k != v})

@@ -1,0 +1,312 @@
+r"""A latent assimilation model: state spec, statistics, autoencoder and latent prior in one object.
+
+:class:`Model` bundles what :func:`xappa.encode`, :func:`xappa.decode`,
+:func:`xappa.assimilate` and :func:`xappa.forecast` need: the :class:`~xappa.state.StateSpec`
+of the pixel state, its standardization statistics, the autoencoder, the latent statistics
+(the standard deviation inflated by the autoencoder's latent noise,
+:math:`s_{eff} = \sqrt{s^2 + \sigma_z^2}`, as Appa does), and the preconditioned prior
+denoiser over windows of :math:`K` latent frames. It stays on its device between calls.
+
+References
+----------
+* Andry et al. (2025). Appa: Bending Weather Dynamics with Latent Diffusion Models for
+  Global Data Assimilation. https://arxiv.org/abs/2504.18720
+"""
+
+from __future__ import annotations
+
+__all__ = ["Model"]
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import Tensor, nn
+
+from xappa.state import StateSpec
+from xappa.stats import stats_to_tensors
+
+
+def _as_vector(value: Any, name: str, size: int | None = None) -> Tensor:
+    t = torch.as_tensor(value, dtype=torch.float32).detach().reshape(-1).clone()
+    if size is not None and t.shape != (size,):
+        msg = f"{name} must have shape ({size},); found {tuple(t.shape)}"
+        raise ValueError(msg)
+    if not bool(torch.isfinite(t).all()):
+        msg = f"{name} must be finite; found non-finite entries"
+        raise ValueError(msg)
+    return t
+
+
+class Model:
+    r"""Creates a latent assimilation model from built modules and statistics.
+
+    Parameters
+    ----------
+    name : str
+        A short name, written to the provenance of every output.
+    spec : StateSpec
+        The pixel state: channels, grid and time step.
+    stats : Dataset
+        Per-channel standardization statistics, as :func:`xappa.stats.compute_stats` returns.
+    autoencoder : nn.Module
+        ``encode(x)`` maps standardized pixels ``(B, C, H, W)`` to latents
+        ``(B, C_lat, h, w)``; ``decode(z)`` maps them back. It has a ``latent_shape``
+        ``(C_lat, h, w)`` and a ``config.noise_level`` :math:`\sigma_z` (0 when absent).
+    denoiser : nn.Module
+        The preconditioned prior denoiser ``denoiser(x_t, sigma, date=date)`` on standardized
+        latent windows ``(B, K, C_lat, h, w)``, with ``sigma`` ``(B,)`` and integer dates
+        ``[year, month, day, hour]`` ``(B, K, 4)``.
+    latent_mean : Tensor
+        The latent mean, with shape ``(C_lat,)``.
+    latent_std : Tensor
+        The latent standard deviation, with shape ``(C_lat,)``; the effective one
+        :math:`\sqrt{s^2 + \sigma_z^2}` unless ``inflate=True``.
+    window : int
+        The prior's window length :math:`K`.
+    inflate : bool
+        Whether to inflate ``latent_std`` by the autoencoder noise here.
+    device : torch.device or str, optional
+        Where to put the model (default: where the modules are).
+
+    Attributes
+    ----------
+    mean, std : Tensor
+        The pixel statistics in the spec's channel order, each with shape ``(C,)``.
+
+    Examples
+    --------
+    >>> from xappa.testing import tiny_model
+    >>> model = tiny_model()
+    >>> model.window, model.latent_shape, len(model.weight_hash)
+    (4, (4, 4, 10), 16)
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: StateSpec,
+        stats: xr.Dataset,
+        autoencoder: nn.Module,
+        denoiser: nn.Module,
+        latent_mean: Tensor,
+        latent_std: Tensor,
+        window: int,
+        inflate: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(spec, StateSpec):
+            msg = f"spec must be a StateSpec; found {type(spec).__name__}"
+            raise TypeError(msg)
+        if not isinstance(stats, xr.Dataset):
+            msg = f"stats must be an xarray.Dataset of statistics; found {type(stats).__name__}"
+            raise TypeError(msg)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            msg = f"window must be a positive int; found {window!r}"
+            raise ValueError(msg)
+        self.name = str(name)
+        self.spec = spec
+        self.stats = stats
+        self.mean, self.std = stats_to_tensors(stats, spec)
+        if not bool((self.std > 0).all()):
+            msg = "stats std must be positive for every channel; found zero or negative entries"
+            raise ValueError(msg)
+        self.autoencoder = autoencoder.eval()
+        self.denoiser = denoiser.eval()
+        c_lat = self.latent_shape[0]
+        self.latent_mean = _as_vector(latent_mean, "latent_mean", c_lat)
+        std = _as_vector(latent_std, "latent_std", c_lat)
+        if inflate:
+            std = torch.sqrt(std**2 + self.noise_level**2)
+        if not bool((std > 0).all()):
+            msg = "latent_std must be positive; found zero or negative entries"
+            raise ValueError(msg)
+        self.latent_std = std
+        self.window = window
+        self._hash: str | None = None
+        first = next(iter(self.denoiser.parameters()), None)
+        self.device = torch.device("cpu") if first is None else first.device
+        self.to(device if device is not None else self.device)
+
+    @classmethod
+    def from_release(
+        cls, release: Any, spec: StateSpec, stats: xr.Dataset, *, name: str = "appa"
+    ) -> Model:
+        """Adapt a loaded published release (:class:`xappa.release.AppaModel`).
+
+        Parameters
+        ----------
+        release : AppaModel
+            The release, from :func:`xappa.release.load_appa_release`; its latent std is
+            already inflated by the autoencoder noise.
+        spec : StateSpec
+            The pixel state of the release (:func:`xappa.state.era5_spec` for Appa's).
+        stats : Dataset
+            The pixel statistics, e.g. ``release.pixel_statistics()`` renamed to the spec's
+            variables.
+        name : str
+            The model name for provenance.
+
+        Returns
+        -------
+        Model
+            The model, on the release's device.
+        """
+        return cls(
+            name=name,
+            spec=spec,
+            stats=stats,
+            autoencoder=release.autoencoder,
+            denoiser=release.denoiser,
+            latent_mean=release.latent_mean.cpu(),
+            latent_std=release.latent_std.cpu(),
+            window=int(release.blanket_size),
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """The latent frame shape ``(C_lat, h, w)``."""
+        return tuple(int(s) for s in self.autoencoder.latent_shape)  # type: ignore[return-value]
+
+    @property
+    def noise_level(self) -> float:
+        r"""The autoencoder's latent noise :math:`\sigma_z` (0 when it has none)."""
+        config = getattr(self.autoencoder, "config", None)
+        return float(getattr(config, "noise_level", 0.0) or 0.0)
+
+    @property
+    def time_step(self) -> pd.Timedelta:
+        """The model time step."""
+        return pd.Timedelta(self.spec.time_step)
+
+    @property
+    def full_state_variance(self) -> Tensor:
+        r"""The variance of a latent "full-state" observation, :math:`(\sigma_z / s_{eff})^2`.
+
+        With shape ``(C_lat,)``, at least ``1e-4`` (a floor when :math:`\sigma_z = 0`).
+        """
+        return ((self.noise_level / self.latent_std) ** 2).clamp_min(1e-4)
+
+    @property
+    def weight_hash(self) -> str:
+        """The first 16 hex digits of a SHA-256 of all weights and statistics."""
+        if self._hash is None:
+            digest = hashlib.sha256()
+            modules = (("autoencoder", self.autoencoder), ("denoiser", self.denoiser))
+            for prefix, module in modules:
+                for key, value in sorted(module.state_dict().items()):
+                    digest.update(f"{prefix}.{key}".encode())
+                    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            for t in (self.mean, self.std, self.latent_mean, self.latent_std):
+                digest.update(np.asarray(t.cpu(), dtype=np.float64).tobytes())
+            self._hash = digest.hexdigest()[:16]
+        return self._hash
+
+    def to(self, device: torch.device | str) -> Model:
+        """Move the networks and statistics to ``device``, in place.
+
+        Parameters
+        ----------
+        device : torch.device or str
+            The device.
+
+        Returns
+        -------
+        Model
+            This model.
+        """
+        device = torch.device(device)
+        self.autoencoder.to(device)
+        self.denoiser.to(device)
+        for key in ("mean", "std", "latent_mean", "latent_std"):
+            setattr(self, key, getattr(self, key).to(device))
+        self.device = device
+        return self
+
+    def standardize_latent(self, z: Tensor) -> Tensor:
+        """Standardize latents.
+
+        Parameters
+        ----------
+        z : Tensor
+            Latents, with shape ``(..., C_lat, h, w)``.
+
+        Returns
+        -------
+        Tensor
+            :math:`(z - m) / s_{eff}`, with the shape of ``z``.
+        """
+        return (z - self.latent_mean.to(z)[:, None, None]) / self.latent_std.to(z)[:, None, None]
+
+    def unstandardize_latent(self, z: Tensor) -> Tensor:
+        """Undo :meth:`standardize_latent`.
+
+        Parameters
+        ----------
+        z : Tensor
+            Standardized latents, with shape ``(..., C_lat, h, w)``.
+
+        Returns
+        -------
+        Tensor
+            :math:`m + s_{eff} z`, with the shape of ``z``.
+        """
+        return self.latent_mean.to(z)[:, None, None] + self.latent_std.to(z)[:, None, None] * z
+
+    def decode_standardized(self, z: Tensor) -> Tensor:
+        """Decode standardized latents to standardized pixels, differentiably.
+
+        Parameters
+        ----------
+        z : Tensor
+            Standardized latents, with shape ``(B, C_lat, h, w)``.
+
+        Returns
+        -------
+        Tensor
+            Standardized pixels, with shape ``(B, C, H, W)``.
+        """
+        return self.autoencoder.decode(self.unstandardize_latent(z))
+
+    def encode_standardized(self, x: Tensor) -> Tensor:
+        """Encode standardized pixels to standardized latents.
+
+        Parameters
+        ----------
+        x : Tensor
+            Standardized pixels (NaN already replaced by 0), with shape ``(B, C, H, W)``.
+
+        Returns
+        -------
+        Tensor
+            Standardized latents, with shape ``(B, C_lat, h, w)``.
+        """
+        return self.standardize_latent(self.autoencoder.encode(x))
+
+    def provenance(self) -> dict[str, str]:
+        """Return the provenance attributes of outputs made with this model.
+
+        Returns
+        -------
+        dict of str to str
+            ``xappa_model``, ``xappa_weight_hash`` and ``xappa_version``.
+        """
+        from xappa import __version__
+
+        return {
+            "xappa_model": self.name,
+            "xappa_weight_hash": self.weight_hash,
+            "xappa_version": __version__,
+        }
+
+    def __repr__(self) -> str:
+        c, h, w = self.latent_shape
+        return (
+            f"Model(name={self.name!r}, spec={self.spec.name!r}, channels={self.spec.n_channels},"
+            f" grid={self.spec.shape[0]}x{self.spec.shape[1]}, latent={c}x{h}x{w},"
+            f" window={self.window}, time_step={self.time_step}, device={self.device})"
+        )
