@@ -33,3 +33,13 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     return torch.device(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_options():
+    # Tutorials run in-process set process-wide options as scripts do; undo that after a test.
+    import xappa.options
+
+    saved = xappa.options.get_options()
+    yield
+    xappa.options._OPTIONS.update(saved)

@@ -31,7 +31,9 @@ def test_core_does_not_import_xarray(path):
     # The core is pure torch: no xarray (or pandas), and nothing from xappa outside xappa.core.
     for name in _imports(path):
         top = name.split(".")[0]
-        assert top not in {"xarray", "pandas", "cf_xarray", "dask", "zarr"}, f"{path} imports {name}"
+        assert top not in {"xarray", "pandas", "cf_xarray", "dask", "zarr"}, (
+            f"{path} imports {name}"
+        )
         if top == "xappa":
             assert name.startswith("xappa.core"), f"{path} imports {name}"
 
