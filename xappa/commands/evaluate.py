@@ -17,7 +17,7 @@ def _open(path: str) -> xr.Dataset:
         msg = f"input {path!r} does not exist"
         raise FileNotFoundError(msg)
     if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p)
+        return xr.open_zarr(p, consolidated=False)
     return xr.open_dataset(p, chunks={})
 
 
