@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 
 import pytest
-import torch
 import xarray as xr
 
 import xappa
@@ -14,14 +12,6 @@ from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
 FAST = {"members": 2, "steps": 2, "corrections": 1, "progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import runpy
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 
 import xappa
@@ -18,15 +16,6 @@ from xappa.observations import sample_gridded, sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
 FAST = {"members": 2, "steps": 2, "corrections": 1, "progress": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # On a shared, loaded CPU, several intra-op threads are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _mask(ds: xr.Dataset, fraction: float, seed: int = 0) -> xr.DataArray:

@@ -30,15 +30,6 @@ DIM = 32
 SAMPLES = 4 * 8192
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small matmuls are faster on one thread, and the machine is shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prior():
     mean, cov = random_gaussian(DIM, seed=0)
