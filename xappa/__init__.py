@@ -18,6 +18,7 @@ __all__ = [
     "encode",
     "forecast",
     "get_options",
+    "load_model",
     "set_options",
 ]
 
@@ -27,5 +28,6 @@ import xappa.accessor  # noqa: F401  (registers the .appa accessor)
 from xappa.assimilation import assimilate
 from xappa.encoding import decode, encode
 from xappa.forecasting import forecast
+from xappa.hub import load_model
 from xappa.model import Model
 from xappa.options import get_options, set_options
