@@ -146,7 +146,9 @@ def write_stats(stats: xr.Dataset, path: str | os.PathLike[str]) -> None:
             raise ImportError(msg) from err
         stats.to_netcdf(path)
     else:
-        stats.to_zarr(path, mode="w", consolidated=False)
+        # zarr v3 has no stable fixed-width string type: store string coordinates as objects.
+        strings = {k: v.astype(object) for k, v in stats.coords.items() if v.dtype.kind == "U"}
+        stats.assign_coords(strings).to_zarr(path, mode="w", consolidated=False)
 
 
 def read_stats(path: str | os.PathLike[str]) -> xr.Dataset:
