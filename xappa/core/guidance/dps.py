@@ -23,16 +23,15 @@ from __future__ import annotations
 
 __all__ = ["DPSDenoiser"]
 
-from typing import Any
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from xappa.core.diffusion.denoiser import Denoiser, expand_sigma
+from xappa.core.diffusion.denoiser import Denoiser
+from xappa.core.guidance.base import GuidedDenoiser
 from xappa.core.guidance.observation import ObservationBatch, Observations
 
 
-class DPSDenoiser(nn.Module):
+class DPSDenoiser(GuidedDenoiser):
     r"""Creates the DPS/SDA posterior denoiser around a prior denoiser.
 
     Parameters
@@ -49,54 +48,16 @@ class DPSDenoiser(nn.Module):
     """
 
     def __init__(self, denoiser: Denoiser, observations: Observations, *, gamma: float = 1e-2):
-        super().__init__()
+        super().__init__(denoiser, observations)
         if not gamma >= 0:
             msg = f"gamma must be non-negative; found {gamma}"
             raise ValueError(msg)
-        self.denoiser = denoiser
-        self.observations = observations
         self.gamma = float(gamma)
 
-    def forward(
-        self,
-        x_t: Tensor,
-        sigma: Tensor | float,
-        window_index: Tensor | None = None,
-        **kwargs: Any,
-    ) -> Tensor:
-        r"""Denoise ``x_t`` given the observations.
-
-        Parameters
-        ----------
-        x_t : Tensor
-            Noisy states, with shape ``(N, *shape)``.
-        sigma : Tensor or float
-            Noise levels, with shape ``(N,)`` or scalar.
-        window_index : Tensor, optional
-            The window of each row, with shape ``(N,)``, selecting its observations.
-        **kwargs
-            Conditioning passed to the prior denoiser.
-
-        Returns
-        -------
-        Tensor
-            The guided estimate, with shape ``(N, *shape)``, detached.
-        """
-        rows = x_t.shape[0]
-        batch = ObservationBatch(
-            self.observations, rows, window_index, device=x_t.device, dtype=x_t.dtype
-        )
-        if not batch:
-            with torch.no_grad():
-                return self.denoiser(x_t, sigma, **kwargs)
-        s2 = expand_sigma(sigma, x_t) ** 2
-        s2_obs = s2.reshape(rows, 1)
-        with torch.enable_grad():
-            x = x_t.detach().contiguous().requires_grad_(True)
-            x_hat = self.denoiser(x, sigma, **kwargs)
-            y_hat = batch.apply(x_hat)
-            var = batch.variances + self.gamma * s2_obs / (1 + s2_obs)
-            err = torch.where(batch.mask, (batch.values - y_hat) ** 2 / var, 0.0)
-            log_p = -0.5 * err.sum()
-            score = torch.autograd.grad(log_p, x)[0]
-        return (x_hat + s2 * score).detach()
+    def guide(self, x: Tensor, x_hat: Tensor, s2: Tensor, batch: ObservationBatch) -> Tensor:
+        """Return the gradient of the diagonal log-likelihood (see :class:`GuidedDenoiser`)."""
+        s2_obs = s2.reshape(x.shape[0], 1)
+        y_hat = batch.apply(x_hat)
+        var = batch.variances + self.gamma * s2_obs / (1 + s2_obs)
+        err = torch.where(batch.mask, (batch.values - y_hat) ** 2 / var, 0.0)
+        return torch.autograd.grad(-0.5 * err.sum(), x)[0]

@@ -29,13 +29,13 @@ from __future__ import annotations
 __all__ = ["MMPSDenoiser", "jvp"]
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from xappa.core.diffusion.denoiser import Denoiser, expand_sigma
+from xappa.core.diffusion.denoiser import Denoiser
+from xappa.core.guidance.base import GuidedDenoiser
 from xappa.core.guidance.linalg import cg, gmres
 from xappa.core.guidance.observation import ObservationBatch, Observations
 
@@ -67,7 +67,7 @@ def jvp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
         return torch.func.jvp(fn, (x,), (v,))[1]
 
 
-class MMPSDenoiser(nn.Module):
+class MMPSDenoiser(GuidedDenoiser):
     r"""Creates the MMPS posterior denoiser around a prior denoiser.
 
     Parameters
@@ -98,69 +98,31 @@ class MMPSDenoiser(nn.Module):
         solver: str = "gmres",
         tweedie_covariance: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(denoiser, observations)
         if solver not in _SOLVERS:
             msg = f"solver must be one of {sorted(_SOLVERS)}; found {solver!r}"
             raise ValueError(msg)
         if iterations < 1:
             msg = f"iterations must be a positive integer; found {iterations}"
             raise ValueError(msg)
-        self.denoiser = denoiser
-        self.observations = observations
         self.iterations = int(iterations)
         self.solver = solver
         self.tweedie_covariance = bool(tweedie_covariance)
 
-    def forward(
-        self,
-        x_t: Tensor,
-        sigma: Tensor | float,
-        window_index: Tensor | None = None,
-        **kwargs: Any,
-    ) -> Tensor:
-        r"""Denoise ``x_t`` given the observations.
+    def guide(self, x: Tensor, x_hat: Tensor, s2: Tensor, batch: ObservationBatch) -> Tensor:
+        r"""Return :math:`J_d^\top A^\top u`, with :math:`u` the solved MMPS system."""
+        y_hat = batch.apply(x_hat)
+        point = x_hat.detach()
 
-        Parameters
-        ----------
-        x_t : Tensor
-            Noisy states, with shape ``(N, *shape)``.
-        sigma : Tensor or float
-            Noise levels, with shape ``(N,)`` or scalar.
-        window_index : Tensor, optional
-            The window of each row, with shape ``(N,)``, selecting its observations.
-        **kwargs
-            Conditioning passed to the prior denoiser.
+        def cov_x(v: Tensor) -> Tensor:
+            if self.tweedie_covariance:
+                return s2 * torch.autograd.grad(x_hat, x, v, retain_graph=True)[0]
+            return s2 / (1 + s2) * v
 
-        Returns
-        -------
-        Tensor
-            :math:`E[x \mid x_t, y]` under MMPS's Gaussian approximation, with shape
-            ``(N, *shape)``, detached.
-        """
-        rows = x_t.shape[0]
-        batch = ObservationBatch(
-            self.observations, rows, window_index, device=x_t.device, dtype=x_t.dtype
-        )
-        if not batch:
-            with torch.no_grad():
-                return self.denoiser(x_t, sigma, **kwargs)
-        s2 = expand_sigma(sigma, x_t) ** 2
-        with torch.enable_grad():
-            x = x_t.detach().contiguous().requires_grad_(True)
-            x_hat = self.denoiser(x, sigma, **kwargs)
-            y_hat = batch.apply(x_hat)
-            point = x_hat.detach()
+        def matvec(u: Tensor) -> Tensor:
+            at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
+            return batch.variances * u + jvp(batch.apply, point, cov_x(at_u))
 
-            def cov_x(v: Tensor) -> Tensor:
-                if self.tweedie_covariance:
-                    return s2 * torch.autograd.grad(x_hat, x, v, retain_graph=True)[0]
-                return s2 / (1 + s2) * v
-
-            def matvec(u: Tensor) -> Tensor:
-                at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
-                return batch.variances * u + jvp(batch.apply, point, cov_x(at_u))
-
-            residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
-            u = _SOLVERS[self.solver](matvec, residual, self.iterations)
-            score = torch.autograd.grad(y_hat, x, u)[0]
-        return (x_hat + s2 * score).detach()
+        residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
+        u = _SOLVERS[self.solver](matvec, residual, self.iterations)
+        return torch.autograd.grad(y_hat, x, u)[0]
