@@ -242,3 +242,34 @@ def test_errors(problem):
         Observation(MatrixOperator(torch.eye(4)), torch.zeros(4), -1.0)
     with pytest.raises(TypeError, match="operator must be callable; found int"):
         Observation(3, torch.zeros(4), 1.0)
+
+
+def test_mmps_solve_keeps_no_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an operator that has trainable parameters (a decoder), the solver's output must
+    carry no autograd graph: such graphs built up call after call (a memory leak)."""
+    import gc
+    import weakref
+
+    from xappa.core.guidance import mmps
+
+    p = make_problem()
+    layer = torch.nn.Linear(32, 8, dtype=F64)  # parameters require grad, like a decoder's
+    obs = Observation(layer, p.obs.values, p.obs.variances)
+    solved: list[weakref.ref] = []
+    grad_modes: list[bool] = []
+    original = mmps._SOLVERS["gmres"]
+
+    def spy(matvec, b, iterations):
+        grad_modes.append(torch.is_grad_enabled())
+        u = original(matvec, b, iterations)
+        assert u.grad_fn is None
+        solved.append(weakref.ref(u))
+        return u
+
+    monkeypatch.setitem(mmps._SOLVERS, "gmres", spy)
+    guided = MMPSDenoiser(p.prior, obs, iterations=3)
+    x = torch.randn(4, 32, dtype=F64)
+    out = guided(x, torch.full((4,), 0.7, dtype=F64))
+    assert out.grad_fn is None and grad_modes == [False]
+    gc.collect()
+    assert solved and all(ref() is None for ref in solved)

@@ -124,5 +124,8 @@ class MMPSDenoiser(GuidedDenoiser):
             return batch.variances * u + jvp(batch.apply, point, cov_x(at_u))
 
         residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
-        u = _SOLVERS[self.solver](matvec, residual, self.iterations)
+        # The solve needs no graph of its own: without no_grad, the JVP would record one
+        # through the operator's parameters, which is slow and leaked memory call by call.
+        with torch.no_grad():
+            u = _SOLVERS[self.solver](matvec, residual, self.iterations)
         return torch.autograd.grad(y_hat, x, u)[0]
