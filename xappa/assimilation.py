@@ -159,8 +159,8 @@ class _Unused(nn.Module):
         return self.denoiser(x, sigma, **kw)
 
 
-def _decoder(model: Model) -> Callable[[Tensor, int], Tensor]:
-    return lambda z, step: model.decode_standardized(z)
+def _decoder(model: Model) -> Callable[[Tensor], Tensor]:
+    return model.decode_standardized
 
 
 def _reanalysis(

@@ -233,7 +233,7 @@ def test_observation_for_guidance_reads_frames() -> None:
     v = torch.randn_like(x)
     _, tangent = torch.func.jvp(guidance.operator, (x,), (v,))
     torch.testing.assert_close(tangent, guidance.operator(v))
-    decoded = o.observation([1, 2], decode=lambda z, step: 2 * z)
+    decoded = o.observation([1, 2], decode=lambda z: 2 * z)
     assert decoded.operator(x[:, 1:]).shape == (1, 8)
     assert o.observation([0]) is None
 

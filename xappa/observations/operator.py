@@ -200,22 +200,24 @@ class ObservationSet:
         self,
         steps: Sequence[int] | None = None,
         *,
-        decode: Callable[[Tensor, int], Tensor] | None = None,
+        decode: Callable[[Tensor], Tensor] | None = None,
     ) -> Observation | None:
         r"""Return the guidance :class:`~xappa.core.guidance.observation.Observation` of steps.
 
         The operator maps a window ``(N, K, ...)`` of ``K = len(steps)`` frames to
-        ``(N, M)``: frame ``k`` is decoded (when ``decode`` is given) to standardized pixels
-        ``(N, C, H, W)`` and read by the operator of ``steps[k]``, one frame at a time.
+        ``(N, M)``: the observed frames are decoded together in one call (when ``decode`` is
+        given) to standardized pixels, and frame ``k`` is read by the operator of
+        ``steps[k]``. One batched decoder call instead of one per frame matters most under
+        ``torch.func.jvp``, whose per-operation overhead dominates small batches.
 
         Parameters
         ----------
         steps : sequence of int, optional
             Indices into :attr:`times` of the window's frames (all steps when None).
         decode : callable, optional
-            ``decode(z, step)`` maps one standardized latent frame ``(N, ...)`` of model step
-            ``step`` to standardized pixels ``(N, C, H, W)``: latent unstandardization
-            (:math:`z s_z + \mu_z`) then the decoder. Identity when None (pixel windows).
+            ``decode(z)`` maps standardized latent frames ``(B, ...)`` to standardized pixels
+            ``(B, C, H, W)``: latent unstandardization (:math:`z s_z + \mu_z`) then the
+            decoder. Identity when None (pixel windows).
 
         Returns
         -------
@@ -227,11 +229,13 @@ class ObservationSet:
         if not used:
             return None
 
+        frames = [k for k, _, _ in used]
+
         def operator(x: Tensor) -> Tensor:
-            out = []
-            for k, s, obs in used:
-                frame = x[:, k] if decode is None else decode(x[:, k], s)
-                out.append(obs.operator(frame))
+            picked = x[:, frames]  # (N, k, ...)
+            if decode is not None:
+                picked = decode(picked.flatten(0, 1)).unflatten(0, picked.shape[:2])
+            out = [obs.operator(picked[:, i]) for i, (_, _, obs) in enumerate(used)]
             return torch.cat(out, dim=-1)
 
         values = torch.cat([obs.values for _, _, obs in used])
