@@ -52,7 +52,16 @@ def states(swe_store: str) -> StateData:
 def test_encoding_chunk_by_chunk_equals_encoding_at_once(states, tmp_path):
     torch.manual_seed(0)
     model = ConvAutoencoder.from_config(autoencoder_config("tiny", shape=(16, 32))).eval()
-    ds = encode_dataset(model, states, tmp_path / "z.zarr", chunk=5, batch_size=3, device="cpu")
+    ds = encode_dataset(
+        model,
+        states,
+        tmp_path / "z.zarr",
+        chunk=5,
+        batch_size=3,
+        device="cpu",
+        attrs={"autoencoder": "runs/ae"},
+    )
+    assert ds.attrs["autoencoder"] == "runs/ae"  # kept through the statistics' append
     assert ds["latent"].dims == ("trajectory", "time", "channel", "y", "x")
     assert ds["latent"].data.chunksize[:2] == (1, 5)
     x = states.read(np.arange(3)[:, None], np.arange(24)[None, :])  # (3, 24, C, H, W)

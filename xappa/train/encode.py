@@ -157,5 +157,7 @@ def encode_dataset(
             z = z[None]
         xr.Dataset({"latent": (dims, z)}).to_zarr(path, region=region, consolidated=False)
     opened = xr.open_zarr(path, consolidated=False)
-    latent_stats(opened["latent"]).to_zarr(path, mode="a", consolidated=False)
+    # appending replaces the store's attributes: write them again
+    stats = latent_stats(opened["latent"]).assign_attrs(template.attrs)
+    stats.to_zarr(path, mode="a", consolidated=False)
     return xr.open_zarr(path, consolidated=False)
