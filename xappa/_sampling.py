@@ -72,6 +72,24 @@ def progress(
         bar.close()
 
 
+@contextmanager
+def flush_denormal() -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU while sampling, then restore the default.
+
+    Trained networks produce some denormal activations, and x86 CPUs process denormals
+    slowly. Measured on the default shallow-water model, one thread: decoding 192 frames
+    took 0.15 s instead of 0.22 s, their JVP 0.42 s instead of 0.50 s. The flag is set on
+    the calling thread. torch has no getter for it, so it is set back to torch's default
+    (off) afterwards.
+    """
+    changed = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)
+
+
 def frame_dates(times: pd.DatetimeIndex, device: torch.device) -> Tensor:
     """Return integer dates ``[year, month, day, hour]``, with shape ``(T, 4)``."""
     parts = np.stack([times.year, times.month, times.day, times.hour], axis=-1)

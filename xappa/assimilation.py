@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from xappa._sampling import (
     check_positive_int,
     extend_times,
+    flush_denormal,
     frame_dates,
     generator,
     grid_conventions,
@@ -425,7 +426,7 @@ def assimilate(
     from xappa.options import set_options
 
     show = progress if progress is not None else None
-    with set_options(**({} if show is None else {"progress": bool(show)})):
+    with set_options(**({} if show is None else {"progress": bool(show)})), flush_denormal():
         z = run(model, obs_set, times, members, stride, make_sampler, guide, seed, device, **extra)
         x = decode_tensor(z, model)
     conventions = next((c for c in map(grid_conventions, datasets) if c), {})

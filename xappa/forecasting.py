@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from xappa._sampling import (
     check_positive_int,
+    flush_denormal,
     frame_dates,
     generator,
     grid_conventions,
@@ -268,7 +269,7 @@ def forecast(
     model.to(device)
     n_lead = int(lead_td // step)
     show = {} if progress is None else {"progress": bool(progress)}
-    with set_options(**show):
+    with set_options(**show), flush_denormal():
         if method == "autoregressive":
             z0, t_init = _initial_latents(initial, model, context, device)  # type: ignore[arg-type]
             z = _autoregressive(

@@ -298,3 +298,22 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
     with xappa.set_options(progress=show):
         xappa.assimilate(obs, model=model, window="6h", **options)
     assert ("assimilate" in capsys.readouterr().err) == show
+
+
+def test_denormals_flushed_only_while_sampling(model, obs, monkeypatch):
+    import torch
+
+    import xappa.assimilation as assimilation
+
+    tiny = torch.tensor([1e-40])  # a float32 denormal: zero when flushed
+    seen = []
+    original = assimilation._reanalysis
+
+    def spy(*args, **kwargs):
+        seen.append(float(tiny * 1.0))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(assimilation, "_reanalysis", spy)
+    xappa.assimilate(obs, model=model, window="6h", **FAST)
+    assert seen == [0.0]
+    assert float(tiny * 1.0) > 0  # restored afterwards
