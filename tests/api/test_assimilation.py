@@ -303,7 +303,7 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
 def test_denormals_flushed_only_while_sampling(model, obs, monkeypatch):
     import torch
 
-    import xappa.assimilation as assimilation
+    from xappa import assimilation
 
     tiny = torch.tensor([1e-40])  # a float32 denormal: zero when flushed
     seen = []
