@@ -1,0 +1,16 @@
+"""Batch reanalysis of long periods: windows as dask tasks, written into one zarr store.
+
+:func:`reanalysis` runs :func:`xappa.assimilate` on overlapping windows of a long period,
+in-process or on a dask ``distributed`` cluster, merges them by the central-frames rule
+and writes them into a zarr store that a later run resumes. See
+:mod:`xappa.batch.reanalysis` for the store layout, seeds and fault tolerance, and
+:mod:`xappa.batch.windows` for the window layout.
+"""
+
+from __future__ import annotations
+
+__all__ = ["WindowLayout", "plan_windows", "reanalysis", "task_seed"]
+
+from xappa.batch.reanalysis import reanalysis
+from xappa.batch.tasks import task_seed
+from xappa.batch.windows import WindowLayout, plan_windows
