@@ -46,11 +46,15 @@ class CardFile:
         The SHA-256 hex digest; ``None`` only for an unverified file.
     url : str or None
         The full download URL; ``None`` to use the hub's base URL plus ``name``.
+    bundled : bool
+        Whether the file ships inside the package (``xappa/data/models/<name>``) instead of
+        being downloaded; its hash is still checked against the registry on every load.
     """
 
     name: str
     sha256: str | None = None
     url: str | None = None
+    bundled: bool = False
 
     @property
     def verified(self) -> bool:
@@ -132,11 +136,11 @@ class ModelCard:
             raise ValueError(msg)
         if self.kind == "xappa":
             found = sorted(f.name for f in self.files)
-            suffixes = sorted(Path(n).suffix for n in found)
-            if suffixes != [".safetensors", ".yaml"]:
+            suffixes = [Path(n).suffix for n in found]
+            if suffixes.count(".safetensors") != 1 or suffixes.count(".yaml") != 1:
                 msg = (
                     f"card {self.name!r} of kind 'xappa' needs one .yaml and one .safetensors "
-                    f"file; found {found}"
+                    f"file (and optional others, e.g. a climatology); found {found}"
                 )
                 raise ValueError(msg)
         object.__setattr__(self, "architecture", MappingProxyType(dict(self.architecture)))
@@ -211,7 +215,7 @@ def _parse_file(card: str, entry: Any) -> CardFile:
     if not isinstance(entry, Mapping) or "name" not in entry:
         msg = f"card {card!r} files entries must be mappings with a 'name'; found {entry!r}"
         raise TypeError(msg)
-    extra = sorted(set(entry) - {"name", "sha256", "unverified", "url"})
+    extra = sorted(set(entry) - {"name", "sha256", "unverified", "url", "bundled"})
     if extra:
         msg = f"card {card!r} file {entry['name']!r} has unknown fields {extra}"
         raise ValueError(msg)
@@ -241,7 +245,17 @@ def _parse_file(card: str, entry: Any) -> CardFile:
         if not _SHA256.match(digest):
             msg = f"card {card!r} file {entry['name']!r} sha256 must be 64 hex digits; found {digest!r}"
             raise ValueError(msg)
-    return CardFile(name=str(entry["name"]), sha256=digest, url=entry.get("url"))
+    bundled = entry.get("bundled", False)
+    if not isinstance(bundled, bool):
+        msg = f"card {card!r} file {entry['name']!r} bundled must be a bool; found {bundled!r}"
+        raise TypeError(msg)
+    if bundled and (digest is None or entry.get("url") is not None):
+        msg = (
+            f"card {card!r} file {entry['name']!r} is bundled: it needs a sha256 and no url; "
+            f"found sha256={digest!r}, url={entry.get('url')!r}"
+        )
+        raise ValueError(msg)
+    return CardFile(name=str(entry["name"]), sha256=digest, url=entry.get("url"), bundled=bundled)
 
 
 def load_cards(path: str | Path | None = None) -> dict[str, ModelCard]:

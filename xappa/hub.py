@@ -3,7 +3,9 @@
 :func:`load_model` reads a card from the packaged ``cards.yaml`` (:mod:`xappa.cards`),
 downloads its files through one module-level :class:`pooch.Pooch` (:data:`POOCH`) into the OS
 cache directory (or ``$XAPPA_DATA_DIR``), checks each against the packaged ``registry.txt``,
-builds the modules and loads the weights. A local directory written by
+builds the modules and loads the weights. Files a card marks ``bundled`` ship inside the
+package (``xappa/data/models``, the default ``swe-default`` model): they are never
+downloaded, but their hash is checked against the same registry on every load. A local directory written by
 :func:`save_model_files`, or a prior run of ``xappa train`` (:func:`read_training_runs`),
 loads directly. With ``offline=True`` (or ``XAPPA_OFFLINE=1``) the
 network is never touched: only cached files whose hash matches are used. Files without a
@@ -213,16 +215,36 @@ def fetch_model_files(
                     f"found {listed} in the registry"
                 )
                 raise ValueError(msg)
+    out = {f.name: _bundled(f.name, f.sha256, name) for f in card.files if f.bundled}
+    remote = [f for f in card.files if not f.bundled]
     if _is_offline(offline):
-        return {f.name: _cached(p, f.name, f.sha256, name) for f in card.files}
-    out = {}
-    for f in card.files:
+        return out | {f.name: _cached(p, f.name, f.sha256, name) for f in remote}
+    for f in remote:
         if not f.verified:
             p.registry[f.name] = None
         if f.url is not None:
             p.urls[f.name] = f.url
         out[f.name] = _download(p, f.name)
     return out
+
+
+def _bundled(fname: str, sha256: str | None, model: str) -> Path:
+    """Return the path of a file shipped in ``xappa/data/models``, after checking its hash."""
+    path = Path(str(resources.files("xappa").joinpath("data", "models", *fname.split("/"))))
+    if not path.is_file():
+        msg = (
+            f"model {model!r} file {fname!r} should ship with the package at {str(path)!r}; "
+            "found no file (a broken installation: reinstall xappa)"
+        )
+        raise FileNotFoundError(msg)
+    found = pooch.file_hash(str(path), alg="sha256")
+    if found != sha256:
+        msg = (
+            f"bundled file {str(path)!r} of model {model!r} must have sha256 {sha256}; found "
+            f"{found} (a modified installation: reinstall xappa)"
+        )
+        raise ValueError(msg)
+    return path
 
 
 def _cached(p: pooch.Pooch, fname: str, sha256: str | None, model: str) -> Path:
