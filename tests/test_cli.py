@@ -1,4 +1,4 @@
-"""The ``xappa`` command line: ``demo`` and ``testbed shallow-water`` write zarr stores."""
+"""The ``xappa`` command line: ``demo`` and ``testbed shallow-water``."""
 
 from __future__ import annotations
 
@@ -58,19 +58,32 @@ def test_testbed_refuses_to_overwrite(tmp_path) -> None:
 
 
 def test_demo(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--days", "1"]) == 0
+    """A short demo run: the table, the posterior store and the figures (full run in CI)."""
+    out_dir = tmp_path / "demo"
+    argv = ["demo", "--out", str(out_dir), "--hours", "12", "--members", "2", "--steps", "2"]
+    assert main([*argv, "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "peak wind" in out
-    assert "geopotential" in out
-    assert "m s-1" in out
-    path = tmp_path / "demo" / "shallow_water.zarr"
+    for text in ("posterior", "prior", "climatology", "spread/skill", "stations", "satellite"):
+        assert text in out
+    lines = [line for line in out.splitlines() if line.startswith("geopotential [m2 s-2]")]
+    assert len(lines) == 1
+    numbers = [float(v) for v in lines[0].split()[3:]]
+    assert len(numbers) == 6 and all(np.isfinite(numbers))
+    assert numbers[0] < numbers[2]  # the posterior beats the climatology even so briefly
+    path = out_dir / "posterior.zarr"
     assert str(path) in out
     ds = xr.open_zarr(path, consolidated=False)
-    assert dict(ds.sizes) == {"trajectory": 2, "time": 24, **DIMS}
+    assert dict(ds.sizes) == {"member": 2, "time": 12, **DIMS}
+    assert ds["geopotential"].attrs["units"] == "m2 s-2"
+    for name in ("geopotential", "u_component_of_wind", "v_component_of_wind"):
+        png = out_dir / f"{name}.png"
+        assert png.stat().st_size > 10_000
+        assert str(png) in out
 
 
-def test_demo_default_out(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_default_arguments(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["demo"])
     assert args.out == "xappa-output"
-    assert args.trajectories == 2
+    assert (args.hours, args.members, args.model) == (48, 8, "swe-default")
+    assert args.seed != 0  # the training data of swe-default used seed 0
