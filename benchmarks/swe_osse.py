@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=3000)
     parser.add_argument("--hours", type=int, default=48)
     parser.add_argument("--members", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--corrections", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the per-window scores to this file")
     args = parser.parse_args()
@@ -55,6 +56,7 @@ def main() -> None:
             system=ObservingSystem(),
             climatology=climatology,
             steps=args.steps,
+            corrections=args.corrections,
             progress=False,
         )
         walls.append(result.seconds["assimilate"])
@@ -80,7 +82,7 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\n{args.windows} windows of {args.hours} h, {args.members} members, PC {args.steps} "
-        f"steps, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"steps x {args.corrections + 1} calls, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
         f"{stamp}\n"
     )
     print(
