@@ -5,20 +5,8 @@ from __future__ import annotations
 __all__ = ["register", "run"]
 
 import argparse
-from pathlib import Path
 
-import xarray as xr
-
-
-def _open(path: str) -> xr.Dataset:
-    """Open a zarr store (a directory or ``*.zarr``) or a netCDF file, lazily."""
-    p = Path(path)
-    if not p.exists():
-        msg = f"input {path!r} does not exist"
-        raise FileNotFoundError(msg)
-    if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p, consolidated=False)
-    return xr.open_dataset(p, chunks={})
+from xappa.commands._io import open_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from xappa.evaluation import evaluate, write_report
 
-    pred, truth = _open(args.pred), _open(args.truth)
-    climatology = _open(args.climatology) if args.climatology else None
+    pred, truth = open_input(args.pred, "--pred"), open_input(args.truth, "--truth")
+    climatology = open_input(args.climatology, "--climatology") if args.climatology else None
     metrics = evaluate(
         pred,
         truth,

@@ -12,21 +12,9 @@ __all__ = ["register", "run"]
 import argparse
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import xarray as xr
-
-
-def _open(path: str) -> xr.Dataset:
-    """Open a zarr store (a directory or ``*.zarr``) or a netCDF file, lazily."""
-    p = Path(path)
-    if not p.exists():
-        msg = f"--obs {path!r} does not exist; expected a zarr store or a netCDF file"
-        raise FileNotFoundError(msg)
-    if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p, consolidated=False)
-    return xr.open_dataset(p, chunks={})
+from xappa.commands._io import open_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from xappa.batch import reanalysis
 
     with _client(args) as client, contextlib.ExitStack() as stack:
-        obs = [stack.enter_context(_open(p)) for p in args.obs]
+        obs = [stack.enter_context(open_input(p, "--obs")) for p in args.obs]
         ds = reanalysis(
             obs,
             args.model,
