@@ -57,3 +57,24 @@ def test_cli_help():
         check=True,
     )
     assert xappa.__version__ in out.stdout
+
+
+def test_package_data_ships_every_data_file() -> None:
+    """Every file under xappa/data is matched by a package-data glob (a wheel ships it)."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = [g.split("/") for g in config["tool"]["setuptools"]["package-data"]["xappa"]]
+    package = root / "xappa"
+    files = [p for p in (package / "data").rglob("*") if p.is_file()]
+    assert any("models" in p.parts for p in files)
+    for path in files:
+        parts = path.relative_to(package).parts
+        matched = any(
+            len(g) == len(parts)
+            and all(fnmatch.fnmatch(a, b) for a, b in zip(parts, g, strict=True))
+            for g in globs
+        )
+        assert matched, f"{path.relative_to(root)} is not shipped (tool.setuptools.package-data)"
