@@ -264,6 +264,12 @@ def test_cli_models(capsys: pytest.CaptureFixture) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "appa-workshop" in out and "UNVERIFIED" in out
+    assert "swe-default  [xappa, 3 files, verified]" in out
+    assert main(["models", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "quality, posterior_rmse_over_climatology: z 0.09" in out
+    assert "quality: not measured yet" in out  # appa-workshop
+    assert "architecture, backbone: ViDiT" in out
 
 
 def test_cli_fetch_refuses_unverified(capsys: pytest.CaptureFixture) -> None:

@@ -51,6 +51,12 @@ def _run_models(args: argparse.Namespace) -> int:
             for key in ("state", "training_data", "training_period", "license", "intended_use"):
                 print(f"    {key}: {getattr(card, key)}")
             print(f"    not good for: {card.not_good_for}")
+            for key, value in card.architecture.items():
+                print(f"    architecture, {key}: {value}")
+            for key, value in card.quality.items():
+                print(f"    quality, {key}: {value}")
+            if not card.quality:
+                print("    quality: not measured yet")
             if not card.revision_pinned:
                 print(f"    revision: {card.revision} (a placeholder, not a pinned commit)")
             for f in card.files:
