@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 import xappa
-from xappa.commands.demo import load_climatology
-from xappa.testbeds.osse import ObservingSystem, run_osse
+from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
 
 
 def main() -> None:

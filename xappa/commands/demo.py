@@ -9,7 +9,7 @@ It writes the posterior to ``posterior.zarr`` and figures to PNG files under ``-
 
 from __future__ import annotations
 
-__all__ = ["format_table", "load_climatology", "register", "run"]
+__all__ = ["format_table", "register", "run"]
 
 import argparse
 import time
@@ -52,29 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.set_defaults(func=run)
-
-
-def load_climatology(model: str) -> xr.Dataset | None:
-    """Return the climatology shipped with a model (``*.climatology.nc``), if any.
-
-    Parameters
-    ----------
-    model : str
-        A hub name (its card's files) or a model directory.
-
-    Returns
-    -------
-    Dataset or None
-        The climatological mean state over ``(latitude, longitude)``.
-    """
-    from xappa.hub import available_models, fetch_model_files
-
-    if model in available_models():
-        files = [p for n, p in fetch_model_files(model).items() if n.endswith(".nc")]
-    else:
-        path = Path(model)
-        files = sorted((path if path.is_dir() else path.parent).glob("*.climatology.nc"))
-    return xr.load_dataset(files[0]) if files else None
 
 
 def _units(table: xr.Dataset, name: str) -> str:
@@ -192,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import xappa
-    from xappa.testbeds.osse import ObservingSystem, run_osse
+    from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

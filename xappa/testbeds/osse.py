@@ -18,7 +18,7 @@ References
 
 from __future__ import annotations
 
-__all__ = ["ObservingSystem", "OsseResult", "observe", "run_osse", "score"]
+__all__ = ["ObservingSystem", "OsseResult", "load_climatology", "observe", "run_osse", "score"]
 
 import time
 from collections.abc import Mapping
@@ -208,9 +208,34 @@ class OsseResult:
 
 
 def _count(ds: xr.Dataset) -> int:
-    names = [v for v in ds.data_vars if "error" not in v and "standard_error" not in v]
-    names = [v for v in names if ds[v].attrs.get("standard_name", "") != "standard_error"]
+    """Count the observed values: variables with a CF ``ancillary_variables`` error."""
+    names = [v for v in ds.data_vars if "ancillary_variables" in ds[v].attrs]
     return int(sum(int(ds[v].notnull().sum()) for v in names))
+
+
+def load_climatology(model: str) -> xr.Dataset | None:
+    """Return the climatology shipped with a model (``*.climatology.nc``), if any.
+
+    Parameters
+    ----------
+    model : str
+        A hub name (its card's files) or a model directory.
+
+    Returns
+    -------
+    Dataset or None
+        The climatological mean state over ``(latitude, longitude)``.
+    """
+    from pathlib import Path
+
+    from xappa.hub import available_models, fetch_model_files
+
+    if model in available_models():
+        files = [p for n, p in fetch_model_files(model).items() if n.endswith(".nc")]
+    else:
+        path = Path(model)
+        files = sorted((path if path.is_dir() else path.parent).glob("*.climatology.nc"))
+    return xr.load_dataset(files[0]) if files else None
 
 
 def run_osse(
