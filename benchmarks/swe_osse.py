@@ -2,8 +2,8 @@
 
 Each window draws a fresh truth (seeds ``--first-seed`` onwards; the training data used
 seed 0), observes it as ``xappa demo`` does (64 stations, one satellite swath), assimilates
-with ``--members`` members and scores the posterior mean against the truth, next to the
-prior ensemble and the climatology shipped with the model.
+with ``--members`` members (by default with the demo's sampler) and scores the posterior
+mean against the truth, next to the prior ensemble and the climatology shipped with the model.
 
     python benchmarks/swe_osse.py --windows 10 --threads 2
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import xappa
+from xappa.commands.demo import DEMO_SAMPLER
 from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
 
 
@@ -34,8 +35,10 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=3000)
     parser.add_argument("--hours", type=int, default=48)
     parser.add_argument("--members", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--corrections", type=int, default=1)
+    parser.add_argument("--sampler", default=DEMO_SAMPLER["sampler"])
+    parser.add_argument("--steps", type=int, default=DEMO_SAMPLER["steps"])
+    parser.add_argument("--schedule", default=DEMO_SAMPLER["schedule"])
+    parser.add_argument("--corrections", type=int, default=2, help="pc only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the per-window scores to this file")
     args = parser.parse_args()
@@ -54,7 +57,9 @@ def main() -> None:
             members=args.members,
             system=ObservingSystem(),
             climatology=climatology,
+            sampler=args.sampler,
             steps=args.steps,
+            schedule=args.schedule,
             corrections=args.corrections,
             progress=False,
         )
@@ -80,8 +85,10 @@ def main() -> None:
     names = list(rows[0]["rmse"])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(
-        f"\n{args.windows} windows of {args.hours} h, {args.members} members, PC {args.steps} "
-        f"steps x {args.corrections + 1} calls, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"\n{args.windows} windows of {args.hours} h, {args.members} members, {args.sampler} "
+        f"{args.steps} steps ({args.schedule}"
+        + (f", {args.corrections} corrections" if args.sampler == "pc" else "")
+        + f"), {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
         f"{stamp}\n"
     )
     print(

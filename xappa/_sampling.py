@@ -29,9 +29,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from xappa.convert import find_coord
+from xappa.core.diffusion.schedule import create_schedule
 from xappa.options import get_options
 
 _SAMPLERS = ("ddpm", "ddim", "lms", "pc", "heun")
+SCHEDULES = ("rectified", "loglinear", "loglogit")
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -102,13 +104,23 @@ def extend_times(times: pd.DatetimeIndex, length: int, step: pd.Timedelta) -> pd
 
 
 def sampler_kwargs(
-    sampler: str, steps: int, corrections: int, delta: float, schedule: Any
+    sampler: str, steps: int, corrections: int, delta: float, schedule: str = "rectified"
 ) -> dict[str, Any]:
-    """Return the keyword arguments of :func:`~xappa.core.diffusion.sampler.create_sampler`."""
+    """Return the keyword arguments of :func:`~xappa.core.diffusion.sampler.create_sampler`.
+
+    ``schedule`` names the spacing of the sampler's noise levels (``"rectified"``, Appa's,
+    or ``"loglinear"``, ``"loglogit"``), on the noise range the priors are trained on.
+    """
     if sampler not in _SAMPLERS:
         msg = f"sampler must be one of {list(_SAMPLERS)}; found {sampler!r}"
         raise ValueError(msg)
-    kwargs: dict[str, Any] = {"schedule": schedule, "steps": check_positive_int(steps, "steps")}
+    if schedule not in SCHEDULES:
+        msg = f"schedule must be one of {list(SCHEDULES)}; found {schedule!r}"
+        raise ValueError(msg)
+    kwargs: dict[str, Any] = {
+        "schedule": create_schedule(schedule),
+        "steps": check_positive_int(steps, "steps"),
+    }
     if sampler == "pc":
         kwargs.update(corrections=corrections, delta=delta)
     return kwargs

@@ -132,6 +132,7 @@ class AppaAccessor:
         sampler: str = "pc",
         corrections: int = 2,
         delta: float = 0.1,
+        schedule: str = "rectified",
         guidance: str | None = "mmps",
         solver: str = "gmres",
         solver_iterations: int = 2,
@@ -154,7 +155,8 @@ class AppaAccessor:
 
         return assimilate(
             self._obj, model=model, window=window, members=members, steps=steps,
-            sampler=sampler, corrections=corrections, delta=delta, guidance=guidance,
+            sampler=sampler, corrections=corrections, delta=delta, schedule=schedule,
+            guidance=guidance,
             solver=solver, solver_iterations=solver_iterations, stride=stride, seed=seed,
             device=device, mode=mode, obs_error=obs_error, max_batch=max_batch,
             progress=progress,
@@ -174,6 +176,7 @@ class AppaAccessor:
         sampler: str = "pc",
         corrections: int = 2,
         delta: float = 0.1,
+        schedule: str = "rectified",
         solver: str = "gmres",
         solver_iterations: int = 2,
         stride: int | None = None,
@@ -193,7 +196,7 @@ class AppaAccessor:
         return forecast(
             self._obj, model=model, lead=lead, members=members, method=method, context=context,
             window=window, obs_error=obs_error, steps=steps, sampler=sampler,
-            corrections=corrections, delta=delta, solver=solver,
+            corrections=corrections, delta=delta, schedule=schedule, solver=solver,
             solver_iterations=solver_iterations, stride=stride, seed=seed, device=device,
             progress=progress,
         )  # fmt: skip

@@ -54,7 +54,6 @@ from xappa._sampling import (
 )
 from xappa.convert import find_coord
 from xappa.core.diffusion.sampler import create_sampler
-from xappa.core.diffusion.schedule import RectifiedSchedule
 from xappa.core.diffusion.trajectory import TrajectoryDenoiser, padded_length
 from xappa.core.guidance.dps import DPSDenoiser
 from xappa.core.guidance.mmps import MMPSDenoiser
@@ -287,6 +286,7 @@ def assimilate(
     sampler: str = "pc",
     corrections: int = 2,
     delta: float = 0.1,
+    schedule: str = "rectified",
     guidance: str | None = "mmps",
     solver: str = "gmres",
     solver_iterations: int = 2,
@@ -322,6 +322,11 @@ def assimilate(
         Langevin corrections per step (``"pc"``; Appa: 2).
     delta : float
         The Langevin step size (``"pc"``; Appa: 0.1).
+    schedule : {"rectified", "loglinear", "loglogit"}
+        The spacing of the sampler's noise levels: ``"rectified"`` (Appa's, uniform in
+        :math:`t`) or steps uniform in :math:`\ln \sigma` (``"loglinear"``) or in
+        :math:`\mathrm{logit}\, t` (``"loglogit"``), which keep more of the ensemble spread
+        with few steps; see the guide on samplers.
     guidance : {"mmps", "dps", None}
         How the observations condition the prior; None samples the prior (no observations
         are used, but they are still validated and counted).
@@ -397,7 +402,7 @@ def assimilate(
     if stride > k:
         msg = f"stride must be at most the model window {k}; found {stride}"
         raise ValueError(msg)
-    kwargs = sampler_kwargs(sampler, steps, corrections, delta, RectifiedSchedule())
+    kwargs = sampler_kwargs(sampler, steps, corrections, delta, schedule)
     create_sampler(sampler, model.denoiser, **kwargs)  # validate the settings early
     datasets = [obs] if isinstance(obs, xr.Dataset) else list(obs)
     if not datasets or not all(isinstance(d, xr.Dataset) for d in datasets):
@@ -445,6 +450,7 @@ def assimilate(
             "xappa_steps": int(kwargs["steps"]),
             "xappa_corrections": int(corrections) if sampler == "pc" else 0,
             "xappa_delta": float(delta) if sampler == "pc" else 0.0,
+            "xappa_schedule": schedule,
             "xappa_guidance": str(guidance),
             "xappa_solver": solver,
             "xappa_solver_iterations": solver_iterations,

@@ -42,7 +42,6 @@ from xappa._sampling import (
 from xappa.assimilation import _reanalysis, window_times
 from xappa.convert import find_coord
 from xappa.core.diffusion.sampler import create_sampler
-from xappa.core.diffusion.schedule import RectifiedSchedule
 from xappa.core.guidance.mmps import MMPSDenoiser
 from xappa.core.guidance.observation import Observation
 from xappa.encoding import _check_model, decode_tensor, state_dataset
@@ -158,6 +157,7 @@ def forecast(
     sampler: str = "pc",
     corrections: int = 2,
     delta: float = 0.1,
+    schedule: str = "rectified",
     solver: str = "gmres",
     solver_iterations: int = 2,
     stride: int | None = None,
@@ -193,7 +193,7 @@ def forecast(
         All-at-once: the assimilation window, as in :func:`xappa.assimilate`.
     obs_error : float or mapping of str to float, optional
         All-at-once: observation error standard deviations.
-    steps, sampler, corrections, delta
+    steps, sampler, corrections, delta, schedule
         The sampler settings, as in :func:`xappa.assimilate`.
     solver, solver_iterations
         The MMPS solver settings, as in :func:`xappa.assimilate`.
@@ -264,7 +264,7 @@ def forecast(
             f" found {members}"
         )
         raise ValueError(msg)
-    kwargs = sampler_kwargs(sampler, steps, corrections, delta, RectifiedSchedule())
+    kwargs = sampler_kwargs(sampler, steps, corrections, delta, schedule)
     device = resolve_device(device, model.device)
     model.to(device)
     n_lead = int(lead_td // step)
@@ -311,6 +311,7 @@ def forecast(
             "xappa_context": context,
             "xappa_sampler": sampler,
             "xappa_steps": int(kwargs["steps"]),
+            "xappa_schedule": schedule,
             "xappa_window": k,
             "xappa_stride": stride,
             "xappa_members": members,

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 import xappa
+from xappa.core.diffusion.schedule import create_schedule
 from xappa.observations import sample_gridded, sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
@@ -66,6 +68,30 @@ def test_output_layout_units_and_provenance(model, truth, obs):
     assert "2m_temperature: 18" in attrs["xappa_n_obs"]
     assert all(np.isfinite(out[v].values).all() for v in out.data_vars)
     assert 150 < float(out["2m_temperature"].mean()) < 350
+
+
+def test_schedule_spaces_the_noise_levels(model, obs, monkeypatch):
+    """``schedule`` picks the noise levels the sampler visits, and is recorded."""
+    import xappa.core.diffusion.sampler as sampler_module
+
+    visited: dict[str, list[float]] = {}
+    for name in ("rectified", "loglogit"):
+        seen = visited.setdefault(name, [])
+        original = sampler_module.Sampler._denoise
+
+        def spy(self, x, sigma, cond, seen=seen, original=original):
+            seen.append(float(sigma))
+            return original(self, x, sigma, cond)
+
+        monkeypatch.setattr(sampler_module.Sampler, "_denoise", spy)
+        kw = {**FAST, "sampler": "ddim", "steps": 4}
+        out = xappa.assimilate(obs, model=model, window="6h", schedule=name, **kw)
+        monkeypatch.undo()
+        assert out.attrs["xappa_schedule"] == name
+    t = torch.linspace(1, 0, 5, dtype=torch.float64)[:-1]
+    for name, seen in visited.items():
+        expected = create_schedule(name)(t).tolist()
+        np.testing.assert_allclose(seen, expected, rtol=1e-5)
 
 
 def test_same_seed_same_output(model, obs):
@@ -183,8 +209,9 @@ def test_regrid_without_backend(model, truth, monkeypatch):
         ({"mode": "smoother"}, "mode must be one of"),
         ({"stride": 9}, "stride must be at most"),
         ({"window": "soon"}, "window must be a duration"),
+        ({"schedule": "cosine"}, "schedule must be one of"),
     ],
-    ids=["sampler", "guidance", "mode", "stride", "window"],
+    ids=["sampler", "guidance", "mode", "stride", "window", "schedule"],
 )
 def test_bad_settings(model, obs, option, match):
     options = {**FAST, "window": "6h", **option}

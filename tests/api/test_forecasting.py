@@ -42,6 +42,15 @@ def test_forecast_same_seed_same_output(model, state):
     xr.testing.assert_identical(a, b)
 
 
+def test_forecast_schedule(model, state):
+    # With 2 steps both spacings visit sigma = 1000 and 1 only; with 4 they differ.
+    kw = {**FAST, "steps": 4, "lead": "3h", "seed": 1}
+    a = xappa.forecast(state, model=model, schedule="loglogit", **kw)
+    b = xappa.forecast(state, model=model, **kw)
+    assert (a.attrs["xappa_schedule"], b.attrs["xappa_schedule"]) == ("loglogit", "rectified")
+    assert float(abs(a["2m_temperature"] - b["2m_temperature"]).max()) > 1e-2
+
+
 def test_forecast_from_an_ensemble_analysis(model, state):
     analysis = xr.concat([state, state + 1.0], dim="member").assign_coords(member=[0, 1])
     for v in analysis.data_vars:

@@ -80,7 +80,6 @@ from xappa.batch.store import (
 )
 from xappa.batch.tasks import TaskResult, WindowTask, resolve_model, run_window, task_seed
 from xappa.batch.windows import WindowLayout, plan_windows
-from xappa.core.diffusion.schedule import RectifiedSchedule
 from xappa.model import Model
 from xappa.observations.errors import check_mapping
 
@@ -125,7 +124,7 @@ def _settings(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         msg = f"guidance must be one of ['mmps', 'dps', None]; found {effective['guidance']!r}"
         raise ValueError(msg)
     e = effective
-    sampler_kwargs(e["sampler"], e["steps"], e["corrections"], e["delta"], RectifiedSchedule())
+    sampler_kwargs(e["sampler"], e["steps"], e["corrections"], e["delta"], e["schedule"])
     identity = {k: v for k, v in effective.items() if k not in _RUNTIME}
     return dict(kwargs), json.dumps(identity, sort_keys=True, default=str)
 

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=32, help="sampler steps (default 32)")
     parser.add_argument("--sampler", default="pc", help="sampler (default pc)")
     parser.add_argument(
+        "--schedule", default="rectified", help="noise-level spacing (default rectified)"
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace --out instead of resuming it"
     )
     parser.set_defaults(func=run)
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             steps=args.steps,
             sampler=args.sampler,
+            schedule=args.schedule,
         )
     computed, skipped = ds.attrs["xappa_computed_windows"], ds.attrs["xappa_skipped_windows"]
     print(
