@@ -13,7 +13,8 @@ from xappa.core.diffusion.gaussian import GaussianDenoiser
 from xappa.core.diffusion.sampler import create_sampler
 from xappa.core.diffusion.schedule import RectifiedSchedule
 from xappa.core.guidance.dps import DPSDenoiser
-from xappa.core.guidance.mmps import MMPSDenoiser
+from xappa.core.guidance.linalg import cg, gmres
+from xappa.core.guidance.mmps import MMPSDenoiser, jvp
 from xappa.core.guidance.observation import (
     MaskOperator,
     MatrixOperator,
@@ -259,12 +260,13 @@ def test_mmps_solve_keeps_no_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     grad_modes: list[bool] = []
     original = mmps._SOLVERS["gmres"]
 
-    def spy(matvec, b, iterations):
+    def spy(matvec, b, iterations, **kwargs):
         grad_modes.append(torch.is_grad_enabled())
-        u = original(matvec, b, iterations)
-        assert u.grad_fn is None
-        solved.append(weakref.ref(u))
-        return u
+        out = original(matvec, b, iterations, **kwargs)
+        for u in out if isinstance(out, tuple) else (out,):
+            assert u.grad_fn is None
+            solved.append(weakref.ref(u))
+        return out
 
     monkeypatch.setitem(mmps._SOLVERS, "gmres", spy)
     guided = MMPSDenoiser(p.prior, obs, iterations=3)
@@ -273,3 +275,88 @@ def test_mmps_solve_keeps_no_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out.grad_fn is None and grad_modes == [False]
     gc.collect()
     assert solved and all(ref() is None for ref in solved)
+
+
+class _CountVJP(torch.autograd.Function):
+    """The identity, counting the backward passes that reach it in ``owner.vjps``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, owner: MLPDenoiser) -> Tensor:
+        ctx.owner = owner
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        ctx.owner.vjps += 1
+        return grad, None
+
+
+class MLPDenoiser(torch.nn.Module):
+    """A small non-linear denoiser (non-symmetric Jacobian) that counts its VJPs and keeps
+    its last input and output, with their graph."""
+
+    def __init__(self, dim: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim + 1, 64), torch.nn.Tanh(), torch.nn.Linear(64, dim)
+        ).to(dtype)
+        self.vjps = 0
+        self.last: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        h = _CountVJP.apply(x_t, self)
+        s2 = sigma[:, None] ** 2
+        out = h / (1 + s2) + self.net(torch.cat([h, sigma[:, None].log()], dim=1))
+        self.last = (x_t, out)
+        return out
+
+
+class OldMMPS(MMPSDenoiser):
+    """MMPS as before the solver returned J_d^T A^T u: two VJPs per iteration (through the
+    operator, then the denoiser), then a final VJP through both."""
+
+    def guide(self, x: Tensor, x_hat: Tensor, s2: Tensor, batch: ObservationBatch) -> Tensor:
+        y_hat = batch.apply(x_hat)
+        point = x_hat.detach()
+
+        def matvec(u: Tensor) -> Tensor:
+            at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
+            cov = s2 * torch.autograd.grad(x_hat, x, at_u, retain_graph=True)[0]
+            return batch.variances * u + jvp(batch.apply, point, cov)
+
+        residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
+        with torch.no_grad():
+            u = {"gmres": gmres, "cg": cg}[self.solver](matvec, residual, self.iterations)
+        return torch.autograd.grad(y_hat, x, u)[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("solver", ["gmres", "cg"])
+@pytest.mark.parametrize("iterations", [1, 2, 5])
+def test_mmps_one_denoiser_vjp_per_iteration(dtype, solver, iterations):
+    torch.manual_seed(1)
+    operator = torch.nn.Sequential(torch.nn.Linear(16, 6), torch.nn.Tanh()).to(dtype)
+    obs = Observation(operator, torch.randn(6, dtype=dtype), 0.1)
+    x_t = torch.randn(4, 16, dtype=dtype)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 3.0], dtype=dtype)
+    outs = []
+    for cls, vjps in [(MMPSDenoiser, iterations), (OldMMPS, iterations + 1)]:
+        prior = MLPDenoiser(16, dtype)
+        outs.append(cls(prior, obs, iterations=iterations, solver=solver)(x_t, sigma))
+        assert prior.vjps == vjps
+        x, x_hat = prior.last
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            torch.autograd.grad(x_hat, x, torch.ones_like(x_hat))  # the graph was freed
+    assert _rel(outs[0], outs[1]) < (1e-5 if dtype == torch.float32 else 1e-12)
+    assert _rel(outs[0], MLPDenoiser(16, dtype)(x_t, sigma).detach()) > 1e-3  # guided
+
+
+def test_mmps_scaled_identity_covariance_one_denoiser_vjp():
+    torch.manual_seed(2)
+    obs = Observation(torch.nn.Linear(16, 6, dtype=F64), torch.randn(6, dtype=F64), 0.1)
+    prior = MLPDenoiser(16, F64)
+    MMPSDenoiser(prior, obs, iterations=3, tweedie_covariance=False)(
+        torch.randn(2, 16, dtype=F64), torch.full((2,), 0.5, dtype=F64)
+    )
+    assert prior.vjps == 1

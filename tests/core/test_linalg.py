@@ -93,3 +93,55 @@ def test_errors(solver):
         solver(_matvec(mat), b, 0)
     with pytest.raises(ValueError, match="x0 must have the shape of b"):
         solver(_matvec(mat), b, 2, x0=b[:1])
+
+
+def _with_image(mat: torch.Tensor, image: torch.Tensor, calls: list[int] | None = None):
+    # v -> (A v, B v) with B v reshaped to (N, 3, P / 3), in the dtype of v.
+    def matvec(v):
+        if calls is not None:
+            calls.append(v.shape[0])
+        bv = (image.to(v.dtype) @ v[..., None])[..., 0]
+        return _matvec(mat)(v), bv.unflatten(1, (3, -1))
+
+    return matvec
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+@pytest.mark.parametrize("iterations", [1, 3, 8, 12])
+def test_aux_image_is_B_of_the_solution(solver, iterations):
+    mat, b = _system(5, 8, spd=True, seed=7)
+    image = torch.randn(5, 12, 8, dtype=F64, generator=torch.Generator().manual_seed(8))
+    u, bu = solver(_with_image(mat, image), b, iterations, aux=True)
+    assert torch.equal(u, solver(_matvec(mat), b, iterations))
+    assert bu.shape == (5, 3, 4) and bu.dtype == F64
+    expected = (image @ u[..., None])[..., 0].unflatten(1, (3, -1))
+    assert torch.allclose(bu, expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+def test_aux_image_keeps_its_dtype(solver):
+    mat, b = _system(2, 8, spd=True, seed=9)
+    image = torch.randn(2, 6, 8, dtype=F64, generator=torch.Generator().manual_seed(10))
+    u, bu = solver(_with_image(mat, image), b.float(), 8, aux=True)
+    assert u.dtype == bu.dtype == torch.float32
+    expected = (image @ u.double()[..., None])[..., 0].unflatten(1, (3, -1))
+    assert torch.allclose(bu.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+@pytest.mark.parametrize("aux", [False, True])
+def test_one_matvec_per_iteration(solver, aux):
+    # MMPS relies on it: its product frees the autograd graph at the last call.
+    mat, b = _system(3, 6, spd=True, seed=11)
+    calls: list[int] = []
+    matvec = _with_image(mat, torch.ones(3, 3, 6, dtype=F64), calls)
+    solver(matvec if aux else lambda v: matvec(v)[0], b, 4, aux=aux)
+    assert calls == [3] * 4
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+def test_aux_needs_a_zero_start(solver):
+    mat, b = _system(2, 4, spd=True)
+    matvec = _with_image(mat, torch.ones(2, 3, 4, dtype=F64))
+    with pytest.raises(ValueError, match=r"x0 must be None \(a zero start\) with aux=True"):
+        solver(matvec, b, 2, x0=b, aux=True)

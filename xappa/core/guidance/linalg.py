@@ -9,6 +9,14 @@ The vectors handed to ``matvec`` have the dtype of ``b`` (often float32, the dty
 network), while the Krylov basis, the Hessenberg matrix and the recurrences are kept in float64;
 the solution is cast back to the dtype of ``b``.
 
+With ``aux=True``, ``matvec`` returns a pair :math:`(A v, B v)` for a second linear map
+:math:`B` with any output shape, and a solver returns :math:`(u, B u)`. From a zero start both
+build :math:`u` as a combination of the vectors handed to ``matvec`` (GMRES: :math:`V_n y`; CG:
+:math:`\sum_k \alpha_k p_k`), so :math:`B u` is the same combination of the images
+:math:`B v_k`, with no further product: MMPS saves its final VJP through the denoiser this way
+(:mod:`xappa.core.guidance.mmps`). The combination is summed in float64 and cast back to the
+dtype of the images.
+
 References
 ----------
 * Saad & Schultz (1986). GMRES: A Generalized Minimal Residual Algorithm for Solving
@@ -22,14 +30,17 @@ from __future__ import annotations
 __all__ = ["cg", "gmres"]
 
 from collections.abc import Callable
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
 
 _TINY = torch.finfo(torch.float64).tiny
+MatVec = Callable[[Tensor], Tensor]
+MatVecAux = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _check(b: Tensor, iterations: int, x0: Tensor | None) -> None:
+def _check(b: Tensor, iterations: int, x0: Tensor | None, aux: bool) -> None:
     if b.ndim != 2:
         msg = f"b must have shape (N, M); found {tuple(b.shape)}"
         raise ValueError(msg)
@@ -39,6 +50,9 @@ def _check(b: Tensor, iterations: int, x0: Tensor | None) -> None:
     if x0 is not None and x0.shape != b.shape:
         msg = f"x0 must have the shape of b, {tuple(b.shape)}; found {tuple(x0.shape)}"
         raise ValueError(msg)
+    if aux and x0 is not None:
+        msg = "x0 must be None (a zero start) with aux=True; found a tensor"
+        raise ValueError(msg)
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
@@ -47,60 +61,123 @@ def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(ok, num / torch.where(ok, den, 1.0), 0.0)
 
 
+def _wrap(
+    matvec: MatVec | MatVecAux, dtype: torch.dtype, aux: bool
+) -> Callable[[Tensor], tuple[Tensor, Tensor | None]]:
+    # v (float64) -> (A v in float64, B v as returned or None), handing v over in `dtype`.
+    def op(v: Tensor) -> tuple[Tensor, Tensor | None]:
+        out = matvec(v.to(dtype))
+        av, image = out if aux else (out, None)
+        return av.to(torch.float64), image
+
+    return op
+
+
+def _scale(coef: Tensor, image: Tensor) -> Tensor:
+    # coef (N,) times image (N, *shape), in float64.
+    return coef.reshape(coef.shape + (1,) * (image.ndim - 1)) * image.to(torch.float64)
+
+
+@overload
 def cg(
-    matvec: Callable[[Tensor], Tensor],
+    matvec: MatVec,
+    b: Tensor,
+    iterations: int,
+    *,
+    x0: Tensor | None = ...,
+    aux: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def cg(
+    matvec: MatVecAux, b: Tensor, iterations: int, *, x0: None = ..., aux: Literal[True]
+) -> tuple[Tensor, Tensor]: ...
+
+
+def cg(
+    matvec: MatVec | MatVecAux,
     b: Tensor,
     iterations: int,
     *,
     x0: Tensor | None = None,
-) -> Tensor:
+    aux: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     r"""Solve :math:`A u = b` by conjugate gradients, for symmetric positive definite :math:`A`.
 
     Parameters
     ----------
     matvec : callable
-        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``.
+        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``;
+        with ``aux=True``, :math:`v \mapsto (A v, B v)`.
     b : Tensor
         The right-hand sides, with shape ``(N, M)``.
     iterations : int
         The fixed number of iterations (matrix-vector products).
     x0 : Tensor, optional
         The initial guess, with shape ``(N, M)``; zero by default.
+    aux : bool
+        If true, ``matvec`` returns the pair :math:`(A v, B v)`, with :math:`B v` of any shape
+        ``(N, *shape)``, and the solver also returns :math:`B u` at no extra product. Requires
+        ``x0=None``.
 
     Returns
     -------
     Tensor
         The approximate solutions, with shape ``(N, M)`` and the dtype of ``b``.
+    Tensor
+        With ``aux=True`` only: :math:`B u`, with shape ``(N, *shape)`` and the dtype of the
+        images :math:`B v`.
     """
-    _check(b, iterations, x0)
+    _check(b, iterations, x0, aux)
     dtype = b.dtype
-
-    def op(v: Tensor) -> Tensor:
-        return matvec(v.to(dtype)).to(torch.float64)
-
+    op = _wrap(matvec, dtype, aux)
     b = b.to(torch.float64)
     x = torch.zeros_like(b) if x0 is None else x0.to(torch.float64)
-    r = b if x0 is None else b - op(x)
+    r = b if x0 is None else b - op(x)[0]
     p = r
     rr = (r * r).sum(dim=1, keepdim=True)
+    bx = 0.0  # with aux: B x = sum_k alpha_k B p_k, in float64
     for _ in range(iterations):
-        ap = op(p)
+        ap, bp = op(p)
         alpha = _safe_div(rr, (p * ap).sum(dim=1, keepdim=True))
         x = x + alpha * p
+        if bp is not None:
+            bx = bx + _scale(alpha[:, 0], bp)
         r = r - alpha * ap
         rr_new = (r * r).sum(dim=1, keepdim=True)
         p = r + _safe_div(rr_new, rr) * p
         rr = rr_new
-    return x.to(dtype)
+    if not aux:
+        return x.to(dtype)
+    return x.to(dtype), bx.to(bp.dtype)
+
+
+@overload
+def gmres(
+    matvec: MatVec,
+    b: Tensor,
+    iterations: int,
+    *,
+    x0: Tensor | None = ...,
+    aux: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def gmres(
+    matvec: MatVecAux, b: Tensor, iterations: int, *, x0: None = ..., aux: Literal[True]
+) -> tuple[Tensor, Tensor]: ...
 
 
 def gmres(
-    matvec: Callable[[Tensor], Tensor],
+    matvec: MatVec | MatVecAux,
     b: Tensor,
     iterations: int,
     *,
     x0: Tensor | None = None,
-) -> Tensor:
+    aux: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     r"""Solve :math:`A u = b` by GMRES, for any non-singular :math:`A`.
 
     Arnoldi with modified Gram-Schmidt builds an orthonormal basis :math:`V_n` of the Krylov
@@ -112,29 +189,34 @@ def gmres(
     Parameters
     ----------
     matvec : callable
-        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``.
+        The batched product :math:`v \mapsto A v`, mapping shape ``(N, M)`` to ``(N, M)``;
+        with ``aux=True``, :math:`v \mapsto (A v, B v)`.
     b : Tensor
         The right-hand sides, with shape ``(N, M)``.
     iterations : int
         The fixed number :math:`n` of iterations (matrix-vector products).
     x0 : Tensor, optional
         The initial guess, with shape ``(N, M)``; zero by default.
+    aux : bool
+        If true, ``matvec`` returns the pair :math:`(A v, B v)`, with :math:`B v` of any shape
+        ``(N, *shape)``, and the solver also returns :math:`B u` at no extra product. Requires
+        ``x0=None``.
 
     Returns
     -------
     Tensor
         The approximate solutions, with shape ``(N, M)`` and the dtype of ``b``.
+    Tensor
+        With ``aux=True`` only: :math:`B u`, with shape ``(N, *shape)`` and the dtype of the
+        images :math:`B v`.
     """
-    _check(b, iterations, x0)
+    _check(b, iterations, x0, aux)
     dtype = b.dtype
     n = iterations
-
-    def op(v: Tensor) -> Tensor:
-        return matvec(v.to(dtype)).to(torch.float64)
-
+    op = _wrap(matvec, dtype, aux)
     b = b.to(torch.float64)
     x = torch.zeros_like(b) if x0 is None else x0.to(torch.float64)
-    r = b if x0 is None else b - op(x)
+    r = b if x0 is None else b - op(x)[0]
     beta = r.norm(dim=1)  # (N,)
     basis = [_safe_div(r, beta[:, None])]
     rows = b.shape[0]
@@ -142,8 +224,10 @@ def gmres(
     g = b.new_zeros(rows, n + 1)
     g[:, 0] = beta
     cs, sn = [], []
+    images = []  # B v_k, as returned by matvec
     for k in range(n):
-        w = op(basis[k])
+        w, image = op(basis[k])
+        images.append(image)
         h = []
         for v in basis:  # modified Gram-Schmidt
             hk = (w * v).sum(dim=1)
@@ -165,4 +249,8 @@ def gmres(
     eye = torch.eye(n, dtype=R.dtype, device=R.device)
     y = torch.linalg.solve_triangular(R + _TINY * eye, g[:, :n, None], upper=True)[..., 0]
     V = torch.stack(basis[:n], dim=1)  # (N, n, M)
-    return (x + torch.einsum("nk,nkm->nm", y, V)).to(dtype)
+    x = (x + torch.einsum("nk,nkm->nm", y, V)).to(dtype)
+    if not aux:
+        return x
+    bx = sum(_scale(c, image) for c, image in zip(y.unbind(dim=1), images, strict=True))
+    return x, bx.to(images[0].dtype)

@@ -11,7 +11,14 @@ At noise level :math:`\sigma`, with prior denoiser :math:`d` and observations
    (the only forward-mode AD), :math:`A^\top u` by a VJP through :math:`\hat{y}`;
 4. :math:`u` solves :math:`(\Sigma_y + A \Sigma_x A^\top) u = y - \hat{y}` by GMRES or CG with
    a fixed number of iterations, in float64;
-5. the output :math:`\hat{x} + \sigma^2 J_d^\top A^\top u`, one VJP through operator and denoiser.
+5. the output :math:`\hat{x} + \sigma^2 J_d^\top A^\top u`. With Tweedie's covariance this takes
+   no further VJP: from a zero start the solver's :math:`u` is a combination of the vectors
+   handed to the product, whose images :math:`J_d^\top A^\top v_k` were computed in step 2,
+   so the solver combines those (``aux=True`` in :mod:`xappa.core.guidance.linalg`). Without,
+   one VJP through operator and denoiser.
+
+With Tweedie's covariance a call costs one forward with graph and, per iteration, one VJP
+through operator and denoiser and one JVP through the operator.
 
 For a Gaussian prior with its exact denoiser and a linear :math:`A`, this is the exact
 posterior denoiser :math:`E[x \mid x_t, y]` once the solver is exact (as many iterations as
@@ -86,7 +93,8 @@ class MMPSDenoiser(GuidedDenoiser):
         when the denoiser Jacobian is symmetric).
     tweedie_covariance : bool
         Use Tweedie's covariance :math:`\sigma^2 J_d^\top` (default), or
-        :math:`\sigma^2 / (1 + \sigma^2) I` (one fewer VJP per iteration).
+        :math:`\sigma^2 / (1 + \sigma^2) I` (the iterations then take VJPs through the
+        operator only, and one VJP through the denoiser follows the solve).
     """
 
     def __init__(
@@ -113,19 +121,30 @@ class MMPSDenoiser(GuidedDenoiser):
         r"""Return :math:`J_d^\top A^\top u`, with :math:`u` the solved MMPS system."""
         y_hat = batch.apply(x_hat)
         point = x_hat.detach()
-
-        def cov_x(v: Tensor) -> Tensor:
-            if self.tweedie_covariance:
-                return s2 * torch.autograd.grad(x_hat, x, v, retain_graph=True)[0]
-            return s2 / (1 + s2) * v
-
-        def matvec(u: Tensor) -> Tensor:
-            at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
-            return batch.variances * u + jvp(batch.apply, point, cov_x(at_u))
-
         residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
+        solve = _SOLVERS[self.solver]
         # The solve needs no graph of its own: without no_grad, the JVP would record one
         # through the operator's parameters, which is slow and leaked memory call by call.
+        if not self.tweedie_covariance:
+
+            def matvec(u: Tensor) -> Tensor:
+                at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
+                return batch.variances * u + jvp(batch.apply, point, s2 / (1 + s2) * at_u)
+
+            with torch.no_grad():
+                u = solve(matvec, residual, self.iterations)
+            return torch.autograd.grad(y_hat, x, u)[0]
+
+        calls = 0
+
+        def matvec_aux(u: Tensor) -> tuple[Tensor, Tensor]:
+            # (Sigma_y + A Sigma_x A^T) u and its by-product J_d^T A^T u. The solver calls this
+            # exactly `iterations` times; the last call frees the graph of x_hat and y_hat.
+            nonlocal calls
+            calls += 1
+            jt = torch.autograd.grad(y_hat, x, u, retain_graph=calls < self.iterations)[0]
+            return batch.variances * u + jvp(batch.apply, point, s2 * jt), jt
+
         with torch.no_grad():
-            u = _SOLVERS[self.solver](matvec, residual, self.iterations)
-        return torch.autograd.grad(y_hat, x, u)[0]
+            _, score = solve(matvec_aux, residual, self.iterations, aux=True)
+        return score
