@@ -21,6 +21,7 @@ import time
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from xappa._sampling import flush_denormal
 from xappa.core.diffusion.denoiser import PreconditionedDenoiser
@@ -90,6 +91,29 @@ def observations(generator: torch.Generator) -> list[Observation]:
     return out
 
 
+def guided_call_flops(prior: nn.Module, iterations: int) -> int:
+    """Floating-point operations of one MMPS call on one window: a forward and the VJPs."""
+    x0 = torch.randn(1, WINDOW, *FRAME, requires_grad=True)
+    x = x0 * 1.0  # a non-leaf input, as inside the sampler
+    with FlopCounterMode(display=False) as counter:
+        y = prior(x, torch.ones(1))
+        for _ in range(iterations):
+            torch.autograd.grad(y, x, torch.randn_like(y), retain_graph=True)
+    return counter.get_total_flops()
+
+
+def matmul_rate(n: int = 2048, repeat: int = 5) -> float:
+    """This machine's float32 matmul throughput, in FLOP/s (best of ``repeat``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
@@ -97,10 +121,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the backbone (first repeat compiles)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    prior = PreconditionedDenoiser(TinyVideoTransformer()).eval().requires_grad_(False)
+    backbone = TinyVideoTransformer().eval().requires_grad_(False)
+    prior = PreconditionedDenoiser(torch.compile(backbone) if args.compile else backbone)
     obs = observations(torch.Generator().manual_seed(1))
     guided = MMPSDenoiser(prior, obs, iterations=args.iterations)
     n = window_count(LENGTH, WINDOW, STRIDE)
@@ -109,7 +137,7 @@ def main() -> None:
         f"trajectory {LENGTH} frames of {FRAME}, K={WINDOW}, S={STRIDE}: {n} windows x "
         f"{args.members} member(s); {min(sizes)}-{max(sizes)} observations per window; "
         f"PC {args.steps} steps, 2 corrections, MMPS GMRES {args.iterations}; "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads" + (", torch.compile" if args.compile else "")
     )
     shape = (args.members, LENGTH, *FRAME)
     ways = {"one window at a time": 1, "batched": None}
@@ -129,6 +157,21 @@ def main() -> None:
             f"{name:>22}: best {min(t):6.2f} s, median {statistics.median(t):6.2f} s "
             f"({', '.join(f'{v:.2f}' for v in t)})"
         )
+    calls = args.steps * 3 * n * args.members  # PC: a predictor and 2 corrections per step
+    work = guided_call_flops(PreconditionedDenoiser(backbone), args.iterations) * calls
+    peak = matmul_rate()
+    print(
+        f"work: {work / 1e9:.1f} GFLOP ({work / calls / 1e6:.1f} MFLOP per guided window call); "
+        f"float32 matmul 2048 x 2048: {peak / 1e9:.1f} GFLOP/s"
+    )
+    for name, t in times.items():
+        rate = work / min(t)
+        print(f"{name:>22}: {rate / 1e9:5.1f} GFLOP/s = {rate / peak:.0%} of the matmul rate")
+    bound = min(times["one window at a time"]) * peak / work
+    print(
+        f"bound: at the matmul rate a draw would take {work / peak:.2f} s, so no batching can "
+        f"beat one window at a time by more than {bound:.1f}x"
+    )
     one, batched = samples["one window at a time"], samples["batched"]
     best = min(times["one window at a time"]) / min(times["batched"])
     median = statistics.median(times["one window at a time"]) / statistics.median(times["batched"])

@@ -87,4 +87,4 @@ def test_demo_default_arguments(tmp_path, monkeypatch: pytest.MonkeyPatch) -> No
     assert args.out == "xappa-output"
     assert (args.hours, args.members, args.model) == (48, 8, "swe-default")
     assert args.seed != 0  # the training data of swe-default used seed 0
-    assert (args.sampler, args.steps, args.schedule) == ("lms", 16, "loglogit")
+    assert (args.sampler, args.steps, args.schedule) == ("lms", 24, "loglogit")

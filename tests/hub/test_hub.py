@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from xappa import hub
-from xappa.cards import CardFile, ModelCard
+from xappa.cards import CardFile, ModelCard, load_cards
 from xappa.cli import main
 from xappa.hub import fetch_model_files, load_model, save_model_files
 from xappa.model import Model
@@ -267,7 +267,9 @@ def test_cli_models(capsys: pytest.CaptureFixture) -> None:
     assert "swe-default  [xappa, 3 files, verified]" in out
     assert main(["models", "-v"]) == 0
     out = capsys.readouterr().out
-    assert "quality, posterior_rmse_over_climatology: z 0.09" in out
+    quality = load_cards()["swe-default"].quality
+    for key in ("posterior_rmse_over_climatology", "spread_skill", "wall_time"):
+        assert f"quality, {key}: {quality[key]}".strip() in out
     assert "quality: not measured yet" in out  # appa-workshop
     assert "architecture, backbone: ViDiT" in out
 

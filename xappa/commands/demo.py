@@ -23,7 +23,7 @@ import xarray as xr
 DEMO_SEED = 2026
 #: The demo's sampler: few steps, spaced in logit t, which keeps more of the ensemble spread
 #: than Appa's rectified spacing at this cost (measured in docs/performance.md).
-DEMO_SAMPLER = {"sampler": "lms", "steps": 16, "schedule": "loglogit"}
+DEMO_SAMPLER = {"sampler": "lms", "steps": 24, "schedule": "loglogit"}
 _SHORT = {"geopotential": "z", "u_component_of_wind": "u", "v_component_of_wind": "v"}
 
 
