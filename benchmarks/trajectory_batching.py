@@ -21,6 +21,7 @@ import time
 
 import torch
 from torch import Tensor, nn
+from torch._functorch import config as functorch_config
 from torch.utils.flop_counter import FlopCounterMode
 
 from xappa._sampling import flush_denormal
@@ -128,6 +129,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     backbone = TinyVideoTransformer().eval().requires_grad_(False)
+    if args.compile:
+        # MMPS backpropagates through one graph several times (retain_graph=True), which
+        # compiled backward functions refuse while they donate their buffers.
+        functorch_config.donated_buffer = False
     prior = PreconditionedDenoiser(torch.compile(backbone) if args.compile else backbone)
     obs = observations(torch.Generator().manual_seed(1))
     guided = MMPSDenoiser(prior, obs, iterations=args.iterations)
