@@ -82,7 +82,7 @@ def zonal_energy_spectrum(x: T, *, radius: float = EARTH_RADIUS) -> T:
     ...     np.cos(np.deg2rad(3 * lon))[None], dims=("latitude", "longitude"),
     ...     coords={"latitude": [0.0], "longitude": lon},
     ... )
-    >>> int(zonal_energy_spectrum(f).isel(latitude=0).argmax())
+    >>> int(zonal_energy_spectrum(f).isel(latitude=0).argmax("zonal_wavenumber"))
     3
     """
     ds, name = _as_dataset(x)
