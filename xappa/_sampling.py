@@ -29,11 +29,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from xappa.convert import find_coord
-from xappa.core.diffusion.schedule import create_schedule
+from xappa.core.diffusion.schedule import SCHEDULE_NAMES, create_schedule
 from xappa.options import get_options
 
 _SAMPLERS = ("ddpm", "ddim", "lms", "pc", "heun")
-SCHEDULES = ("rectified", "loglinear", "loglogit")
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -114,8 +113,8 @@ def sampler_kwargs(
     if sampler not in _SAMPLERS:
         msg = f"sampler must be one of {list(_SAMPLERS)}; found {sampler!r}"
         raise ValueError(msg)
-    if schedule not in SCHEDULES:
-        msg = f"schedule must be one of {list(SCHEDULES)}; found {schedule!r}"
+    if schedule not in SCHEDULE_NAMES:
+        msg = f"schedule must be one of {list(SCHEDULE_NAMES)}; found {schedule!r}"
         raise ValueError(msg)
     kwargs: dict[str, Any] = {
         "schedule": create_schedule(schedule),

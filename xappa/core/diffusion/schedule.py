@@ -9,6 +9,7 @@ References
 from __future__ import annotations
 
 __all__ = [
+    "SCHEDULE_NAMES",
     "LogLinearSchedule",
     "LogLogitSchedule",
     "RectifiedSchedule",
@@ -129,6 +130,9 @@ class LogLogitSchedule(Schedule):
 
 
 _SCHEDULES = {cls.name: cls for cls in (RectifiedSchedule, LogLinearSchedule, LogLogitSchedule)}
+
+#: The names :func:`create_schedule` accepts.
+SCHEDULE_NAMES = tuple(_SCHEDULES)
 
 
 def create_schedule(
