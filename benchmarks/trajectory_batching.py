@@ -2,13 +2,15 @@
 
 A 168-frame latent trajectory (frames of 8 x 16 x 4) is covered by windows of K = 24 frames
 with stride S = 12 (13 windows). The window denoiser is the EDM-preconditioned wrapper of a
-small attention backbone written here (patches of 4 x 2 x 2 giving 192 tokens of width 64, 2 pre-norm blocks). Each
-frame observes a random 5% of its latent values (a linear mask, variance 0.01), so the
+small attention backbone written here (patches of 4 x 2 x 2 giving 192 tokens of width 64,
+2 pre-norm blocks). Each frame observes a random 5% of its latent values (a linear mask, variance 0.01), so the
 windows have different numbers of observations (padded inside the guidance). One posterior
 draw is PC (32 steps, 2 corrections, delta 0.1) with MMPS (2 GMRES iterations): 96 guided
 calls per window. Both ways run side by side from the same seed, in one process, alternately
 ``--repeat`` times (denormals flushed, as :func:`xappa.assimilate` does); the best and the
-median times are reported.
+median times are reported. ``--sweep`` instead prints the speed-up over backbone widths and
+token counts per window (``SWEEP``), from windows so small that per-call overhead dominates to
+windows whose kernels are already as efficient as they get here.
 
 Run: .venv/bin/python benchmarks/trajectory_batching.py [--steps 32 --members 1 --threads 2]
 """
@@ -34,6 +36,16 @@ from xappa.core.guidance.observation import MaskOperator, Observation
 LENGTH, WINDOW, STRIDE = 168, 24, 12
 FRAME = (8, 16, 4)  # H, W, C
 PATCH = (4, 2, 2)  # frames, H, W: 6 x 4 x 8 = 192 tokens per window
+#: The --sweep grid: (width, patch) pairs, from overhead-bound to compute-bound windows.
+SWEEP = [
+    (16, (4, 4, 4)),
+    (32, (4, 4, 4)),
+    (32, (4, 2, 2)),
+    (64, (4, 4, 4)),
+    (64, (4, 2, 2)),
+    (128, (4, 2, 2)),
+    (64, (2, 2, 2)),
+]
 
 
 class Block(nn.Module):
@@ -56,20 +68,22 @@ class Block(nn.Module):
 class TinyVideoTransformer(nn.Module):
     """F(x (N, K, H, W, C), c_noise (N,)) -> (N, K, H, W, C)."""
 
-    def __init__(self, dim: int = 64, blocks: int = 2, heads: int = 4) -> None:
+    def __init__(
+        self, dim: int = 64, blocks: int = 2, heads: int = 4, patch: tuple[int, int, int] = PATCH
+    ) -> None:
         super().__init__()
-        pt, ph, pw = PATCH
+        self.patch = pt, ph, pw = patch
         c = FRAME[2]
         self.inp = nn.Linear(pt * ph * pw * c, dim)
         self.noise = nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim))
-        tokens = (WINDOW // pt) * (FRAME[0] // ph) * (FRAME[1] // pw)
+        self.tokens = tokens = (WINDOW // pt) * (FRAME[0] // ph) * (FRAME[1] // pw)
         self.pos = nn.Parameter(torch.randn(tokens, dim) / dim**0.5)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(blocks))
         self.outp = nn.Linear(dim, pt * ph * pw * c)
 
     def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
         n, k, h, w, c = x.shape
-        pt, ph, pw = PATCH
+        pt, ph, pw = self.patch
         z = x.reshape(n, k // pt, pt, h // ph, ph, w // pw, pw, c)
         z = z.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(n, -1, pt * ph * pw * c)
         z = self.inp(z) + self.pos + self.noise(c_noise[:, None] / 10)[:, None]
@@ -115,34 +129,13 @@ def matmul_rate(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--members", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the backbone (first repeat compiles)"
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    backbone = TinyVideoTransformer().eval().requires_grad_(False)
-    if args.compile:
-        # MMPS backpropagates through one graph several times (retain_graph=True), which
-        # compiled backward functions refuse while they donate their buffers.
-        functorch_config.donated_buffer = False
+def side_by_side(
+    backbone: nn.Module, args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
+    """Time one posterior draw both ways, alternately ``args.repeat`` times, same seed."""
     prior = PreconditionedDenoiser(torch.compile(backbone) if args.compile else backbone)
-    obs = observations(torch.Generator().manual_seed(1))
-    guided = MMPSDenoiser(prior, obs, iterations=args.iterations)
-    n = window_count(LENGTH, WINDOW, STRIDE)
-    sizes = [len(o) for o in obs]
-    print(
-        f"trajectory {LENGTH} frames of {FRAME}, K={WINDOW}, S={STRIDE}: {n} windows x "
-        f"{args.members} member(s); {min(sizes)}-{max(sizes)} observations per window; "
-        f"PC {args.steps} steps, 2 corrections, MMPS GMRES {args.iterations}; "
-        f"{torch.get_num_threads()} threads" + (", torch.compile" if args.compile else "")
+    guided = MMPSDenoiser(
+        prior, observations(torch.Generator().manual_seed(1)), iterations=args.iterations
     )
     shape = (args.members, LENGTH, *FRAME)
     ways = {"one window at a time": 1, "batched": None}
@@ -157,6 +150,67 @@ def main() -> None:
                 start = time.perf_counter()
                 samples[name] = sampler.sample(shape, seed=0)
                 times[name].append(time.perf_counter() - start)
+    return times, samples
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Print the batched / one-at-a-time ratio over backbone widths and token counts."""
+    n = window_count(LENGTH, WINDOW, STRIDE)
+    calls = args.steps * 3 * n * args.members
+    print(
+        "| width | tokens per window | MFLOP per guided call | one at a time | batched | ratio |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for dim, patch in SWEEP:
+        torch.manual_seed(0)
+        backbone = TinyVideoTransformer(dim, heads=dim // 16, patch=patch)
+        backbone = backbone.eval().requires_grad_(False)
+        times, _ = side_by_side(backbone, args)
+        work = guided_call_flops(PreconditionedDenoiser(backbone), args.iterations)
+        one, batched = min(times["one window at a time"]), min(times["batched"])
+        print(
+            f"| {dim} | {backbone.tokens} | {work / 1e6:.1f} | {one:.2f} s | {batched:.2f} s "
+            f"| {one / batched:.2f}x |",
+            flush=True,
+        )
+    print(f"\n{calls} guided window calls per draw; best of {args.repeat} each way")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the backbone (first repeat compiles)"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="only the speed-up over backbone widths and token counts (table of SWEEP)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.compile:
+        # MMPS backpropagates through one graph several times (retain_graph=True), which
+        # compiled backward functions refuse while they donate their buffers.
+        functorch_config.donated_buffer = False
+    if args.sweep:
+        sweep(args)
+        return
+    torch.manual_seed(0)
+    backbone = TinyVideoTransformer().eval().requires_grad_(False)
+    n = window_count(LENGTH, WINDOW, STRIDE)
+    sizes = [len(o) for o in observations(torch.Generator().manual_seed(1))]
+    print(
+        f"trajectory {LENGTH} frames of {FRAME}, K={WINDOW}, S={STRIDE}: {n} windows x "
+        f"{args.members} member(s); {min(sizes)}-{max(sizes)} observations per window; "
+        f"PC {args.steps} steps, 2 corrections, MMPS GMRES {args.iterations}; "
+        f"{torch.get_num_threads()} threads" + (", torch.compile" if args.compile else "")
+    )
+    times, samples = side_by_side(backbone, args)
     for name, t in times.items():
         print(
             f"{name:>22}: best {min(t):6.2f} s, median {statistics.median(t):6.2f} s "
