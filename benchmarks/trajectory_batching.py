@@ -2,15 +2,15 @@
 
 A 168-frame latent trajectory (frames of 8 x 16 x 4) is covered by windows of K = 24 frames
 with stride S = 12 (13 windows). The window denoiser is the EDM-preconditioned wrapper of a
-small attention backbone written here (patches of 4 x 2 x 2 giving 192 tokens of width 64,
-2 pre-norm blocks). Each frame observes a random 5% of its latent values (a linear mask,
-variance 0.01), so the windows have different numbers of observations (padded inside the
-guidance). One posterior draw is PC (32 steps, 2 corrections, delta 0.1) with MMPS (2 GMRES iterations): 96 guided
-calls per window. Both ways run side by side from the same seed, in one process, alternately
-``--repeat`` times (denormals flushed, as :func:`xappa.assimilate` does); the best and the
-median times are reported. ``--sweep`` instead prints the speed-up over backbone widths and
-token counts per window (``SWEEP``), from windows so small that per-call overhead dominates to
-windows whose kernels are already as efficient as they get here.
+small attention backbone written here (patches of 4 x 2 x 2 giving 192 tokens of width 64, 2
+pre-norm blocks). Each frame observes a random 5% of its latent values (a linear mask, variance
+0.01), so the windows have different numbers of observations (padded inside the guidance). One
+posterior draw is PC (32 steps, 2 corrections, delta 0.1) with MMPS (2 GMRES iterations): 96
+guided calls per window. Both ways run side by side from the same seed, in one process,
+alternately ``--repeat`` times (denormals flushed, as :func:`xappa.assimilate` does); the best
+and the median times are reported. ``--sweep`` instead prints the speed-up over backbone widths
+and token counts per window (``SWEEP``), from windows so small that per-call overhead dominates
+to windows whose kernels are already as efficient as they get here.
 
 Run: .venv/bin/python benchmarks/trajectory_batching.py [--steps 32 --members 1 --threads 2]
 """
