@@ -15,6 +15,7 @@ import xappa.accessor  # noqa: F401  (registers .appa)
 from xappa import metrics
 from xappa.align import align
 from xappa.cli import main
+from xappa.commands._io import open_input
 from xappa.evaluation import evaluate
 
 LAT = np.linspace(90.0, -90.0, 9)
@@ -173,6 +174,15 @@ def test_cli_deterministic_without_leads(truth: xr.Dataset, tmp_path: Path) -> N
     assert (out / "error_vs_lead.png").exists() and not (out / "spread_skill.png").exists()
     with xr.open_dataset(out / "metrics.nc") as ds:
         np.testing.assert_allclose(ds["rmse"].values, 1.0)
+
+
+def test_cli_inputs_in_a_fixed_variable_order(truth: xr.Dataset, tmp_path: Path) -> None:
+    names = ["v_wind", "geopotential", "u_wind", "2m_temperature"]
+    field = truth["2m_temperature"]
+    xr.Dataset({n: field for n in names}).to_zarr(tmp_path / "pred.zarr", consolidated=False)
+    ds = open_input(str(tmp_path / "pred.zarr"), "--pred")
+    assert list(ds.data_vars) == sorted(names)
+    assert all(ds[n].attrs == field.attrs for n in names)
 
 
 def test_cli_missing_input(tmp_path: Path) -> None:

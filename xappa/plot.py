@@ -86,7 +86,8 @@ def _lines(
             ax.set_xlabel("lead time [h]")
         else:
             ax.bar([keys[k] for k in present], [float(row[k].mean()) for k in present])
-            ax.tick_params(axis="x", labelrotation=20)
+            # right-aligned at the tick, so long neighbouring labels do not overlap
+            plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
         ax.set_title(label)
         ax.set_ylabel(f"{quantity} [{units}]")
         if lead:

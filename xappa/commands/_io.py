@@ -22,7 +22,8 @@ def open_input(path: str, role: str) -> xr.Dataset:
     Returns
     -------
     Dataset
-        The dataset, dask-backed.
+        The dataset, dask-backed, its data variables in alphabetical order (a zarr store
+        lists its arrays in no fixed order, and reports should not change between runs).
 
     Raises
     ------
@@ -34,5 +35,7 @@ def open_input(path: str, role: str) -> xr.Dataset:
         msg = f"{role} {path!r} does not exist; expected a zarr store or a netCDF file"
         raise FileNotFoundError(msg)
     if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p, consolidated=False)
-    return xr.open_dataset(p, chunks={})
+        ds = xr.open_zarr(p, consolidated=False)
+    else:
+        ds = xr.open_dataset(p, chunks={})
+    return ds[sorted(ds.data_vars)]
