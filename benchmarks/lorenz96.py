@@ -124,7 +124,10 @@ def main() -> None:
             "rmse_by_cycle": curve,
         }
         results["climatology_filter_times"] = clim
-        rows += [("xappa filter", rmse, spread, n_times), ("climatology", clim, 3.64, n_times)]
+        rows += [
+            ("xappa filter", rmse, spread, n_times, seconds),
+            ("climatology", clim, 3.64, n_times, None),
+        ]
 
     if "smoother" not in args.skip:
         length = args.smoother_length
@@ -147,16 +150,17 @@ def main() -> None:
             "seconds": seconds,
             "config": repr(config),
         }
-        rows.append(("xappa smoother", rmse, spread, length))
+        rows.append(("xappa smoother", rmse, spread, length, seconds))
 
     print(f"\nLorenz-96, setting {args.setting!r} (every {SITE_STEP[args.setting]} site(s))")
-    print("| method | rmse.a | spread.a | spread/rmse | analysis times |")
-    print("|---|---|---|---|---|")
-    for name, rmse, spread, n in rows:
-        print(f"| {name} | {rmse:.3f} | {spread:.3f} | {spread / rmse:.2f} | {n} |")
+    print("| method | rmse.a | spread.a | spread/rmse | analysis times | wall s |")
+    print("|---|---|---|---|---|---|")
+    for name, rmse, spread, n, wall in rows:
+        wall_s = "" if wall is None else f"{wall:.0f}"
+        print(f"| {name} | {rmse:.3f} | {spread:.3f} | {spread / rmse:.2f} | {n} | {wall_s} |")
     if args.setting == "sakov":
         for name, value in PUBLISHED.items():
-            print(f"| {name} | {value} | | | published |")
+            print(f"| {name} | {value} | | | published | |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
