@@ -113,12 +113,17 @@ panels = [
     ("filter mean", filt["mean"]),
 ]
 for ax, (title, field) in zip(axes, panels, strict=True):
-    field.plot(ax=ax, x="site", y="time", vmin=-8, vmax=12, cmap="RdBu_r", add_colorbar=False)
+    image = field.plot(
+        ax=ax, x="site", y="time", vmin=-8, vmax=12, cmap="RdBu_r", add_colorbar=False
+    )
     ax.set_title(title)
+    ax.set_ylabel("")
+axes[0].set_ylabel("time [model time units]")
 axes[0].invert_yaxis()
 fig.tight_layout()
+fig.colorbar(image, ax=list(axes), label="x", fraction=0.02, pad=0.01)
 OUT.mkdir(parents=True, exist_ok=True)
-fig.savefig(OUT / "lorenz96_tutorial.png", dpi=80)
+fig.savefig(OUT / "lorenz96_tutorial.png", dpi=80, bbox_inches="tight")
 
 fig, ax = plt.subplots(figsize=(7, 3))
 site = 0
@@ -128,8 +133,9 @@ for name, ds in (("smoother", smooth), ("filter", filt)):
     mean, spread = ds["mean"].sel(site=site), ds["spread"].sel(site=site)
     line = ax.plot(ds.time, mean, label=name)[0]
     ax.fill_between(ds.time, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
-ax.set_xlabel("time")
+ax.set_xlabel("time [model time units]")
 ax.set_ylabel(f"x at site {site}")
+ax.set_title("posterior mean and spread (mean ± 1 std) at one site")
 ax.legend(ncol=4, fontsize=8)
 fig.tight_layout()
 fig.savefig(OUT / "lorenz96_tutorial_site.png", dpi=80)
