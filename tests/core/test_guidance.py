@@ -219,6 +219,77 @@ def test_mmps_nonlinear_operator_with_attention():
     assert torch.isfinite(out).all()
 
 
+class _Wrapped(torch.nn.Module):
+    """The same map as ``op``, but not a known linear operator: no gather, no linear shortcut."""
+
+    def __init__(self, op: torch.nn.Module) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+
+def _mask_windows(wrap: bool) -> list[Observation | None]:
+    g = torch.Generator().manual_seed(8)
+    obs: list[Observation | None] = []
+    for p in (0.3, 0.0, 0.6, None, 0.1):
+        if p is None:
+            obs.append(None)
+            continue
+        mask = torch.rand(3, 4, generator=g) < p
+        op = MaskOperator(mask)
+        values = torch.randn(int(mask.sum()), generator=g, dtype=F64)
+        obs.append(Observation(_Wrapped(op) if wrap else op, values, 0.05))
+    return obs
+
+
+def test_mask_windows_read_by_one_gather():
+    """Masks of many windows are read by one gather, equal to one operator call per window
+    in values, VJP and JVP, with rows out of order, repeated, and unobserved."""
+    index = torch.tensor([4, 0, 3, 2, 1, 0, 4])
+    fast = ObservationBatch(_mask_windows(False), 7, index, dtype=F64)
+    slow = ObservationBatch(_mask_windows(True), 7, index, dtype=F64)
+    assert fast._gather is not None and slow._gather is None
+    assert fast.linear and not slow.linear
+    assert torch.equal(fast.mask, slow.mask) and torch.equal(fast.values, slow.values)
+    x = torch.randn(7, 3, 4, dtype=F64, requires_grad=True)
+    y_fast, y_slow = fast.apply(x), slow.apply(x)
+    assert torch.equal(y_fast, y_slow)
+    assert not y_fast[~fast.mask].any()  # padding and unobserved rows read nothing
+    u = torch.randn_like(y_fast)
+    (g_fast,) = torch.autograd.grad(y_fast, x, u)
+    (g_slow,) = torch.autograd.grad(y_slow, x, u)
+    assert torch.equal(g_fast, g_slow)
+    v = torch.randn(7, 3, 4, dtype=F64)
+    assert torch.equal(jvp(fast.apply, x.detach(), v), jvp(slow.apply, x.detach(), v))
+    assert torch.equal(fast.apply(v), jvp(slow.apply, x.detach(), v))  # linear: A v = J v
+    with pytest.raises(RuntimeError, match=r"x must have shape \(N, \*\(3, 4\)\)"):
+        fast.apply(torch.zeros(7, 4, 3, dtype=F64))
+
+
+@pytest.mark.parametrize("tweedie", [True, False])
+def test_mmps_linear_shortcut_equals_jvp(tweedie):
+    """Masks (gathered, A v without torch.func) give the MMPS output of the generic path."""
+    prior = make_problem(dim=12, rows=2, seed=5).prior
+    index = torch.tensor([0, 2, 4, 3, 1, 2])
+    x_t = torch.randn(6, 3, 4, dtype=F64, generator=torch.Generator().manual_seed(9))
+    sig = torch.full((6,), 0.7, dtype=F64)
+
+    class Flat(torch.nn.Module):
+        def forward(self, x, sigma):
+            return prior(x.flatten(1), sigma).reshape(x.shape)
+
+    outs = [
+        MMPSDenoiser(Flat(), _mask_windows(wrap), iterations=3, tweedie_covariance=tweedie)(
+            x_t, sig, window_index=index
+        )
+        for wrap in (False, True)
+    ]
+    assert torch.allclose(outs[0], outs[1], atol=1e-12, rtol=0)
+    assert not torch.allclose(outs[0][0], prior(x_t[:1].flatten(1), sig[:1]).reshape(3, 4))
+
+
 def test_mask_operator():
     mask = torch.zeros(2, 3, dtype=torch.bool)
     mask[0, 1] = mask[1, 2] = True

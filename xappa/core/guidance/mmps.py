@@ -8,7 +8,8 @@ At noise level :math:`\sigma`, with prior denoiser :math:`d` and observations
    :math:`J_d = \partial \hat{x} / \partial x_t`, one VJP through the denoiser (or
    :math:`\Sigma_x = \sigma^2 / (1 + \sigma^2) I` with ``tweedie_covariance=False``);
 3. :math:`A` linearised at :math:`\hat{x}`: :math:`A v` by ``torch.func.jvp`` of the operator
-   (the only forward-mode AD), :math:`A^\top u` by a VJP through :math:`\hat{y}`;
+   (the only forward-mode AD; a linear operator, masks and matrices, is applied to :math:`v`
+   directly), :math:`A^\top u` by a VJP through :math:`\hat{y}`;
 4. :math:`u` solves :math:`(\Sigma_y + A \Sigma_x A^\top) u = y - \hat{y}` by GMRES or CG with
    a fixed number of iterations, in float64;
 5. the output :math:`\hat{x} + \sigma^2 J_d^\top A^\top u`. With Tweedie's covariance this takes
@@ -123,13 +124,18 @@ class MMPSDenoiser(GuidedDenoiser):
         point = x_hat.detach()
         residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
         solve = _SOLVERS[self.solver]
+
+        def tangent(v: Tensor) -> Tensor:
+            # A v at the point; a linear operator is its own derivative, without torch.func.
+            return batch.apply(v) if batch.linear else jvp(batch.apply, point, v)
+
         # The solve needs no graph of its own: without no_grad, the JVP would record one
         # through the operator's parameters, which is slow and leaked memory call by call.
         if not self.tweedie_covariance:
 
             def matvec(u: Tensor) -> Tensor:
                 at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
-                return batch.variances * u + jvp(batch.apply, point, s2 / (1 + s2) * at_u)
+                return batch.variances * u + tangent(s2 / (1 + s2) * at_u)
 
             with torch.no_grad():
                 u = solve(matvec, residual, self.iterations)
@@ -143,7 +149,7 @@ class MMPSDenoiser(GuidedDenoiser):
             nonlocal calls
             calls += 1
             jt = torch.autograd.grad(y_hat, x, u, retain_graph=calls < self.iterations)[0]
-            return batch.variances * u + jvp(batch.apply, point, s2 * jt), jt
+            return batch.variances * u + tangent(s2 * jt), jt
 
         with torch.no_grad():
             _, score = solve(matvec_aux, residual, self.iterations, aux=True)

@@ -170,6 +170,15 @@ class ObservationBatch:
         The padded variances, with shape ``(N, M_max)`` (one on padding).
     mask : Tensor
         True on real observations, with shape ``(N, M_max)``.
+    linear : bool
+        Whether every operator is a :class:`MaskOperator` or :class:`MatrixOperator`, so that
+        :meth:`apply` is linear and its forward-mode derivative is :meth:`apply` itself.
+
+    Notes
+    -----
+    When every window's operator is a :class:`MaskOperator` on states of one shape,
+    :meth:`apply` reads all rows with a single gather of padded indices instead of one
+    operator call per window; batched windows then cost no more operator calls than one.
     """
 
     def __init__(
@@ -214,6 +223,18 @@ class ObservationBatch:
             observed[idx] = True
         order.append(torch.nonzero(~observed).squeeze(1))
         self._inverse = torch.argsort(torch.cat(order))
+        operators = [obs.operator for _, obs in self.groups]
+        self.linear = all(type(op) in (MaskOperator, MatrixOperator) for op in operators)
+        # Masks of every window read by one gather: (N, M_max) flat indices, 0 on padding.
+        self._gather: Tensor | None = None
+        if len(self.groups) > 1 and all(type(op) is MaskOperator for op in operators):
+            sizes = {tuple(op.mask.shape) for op in operators}
+            if len(sizes) == 1:
+                self._state_shape = sizes.pop()
+                self._gather = torch.zeros(rows, self.size, device=device, dtype=torch.long)
+                for idx, obs in self.groups:
+                    self._gather[idx, : len(obs)] = obs.operator.index.to(device)
+                self._weight = self.mask.to(self.values.dtype)
 
     def __bool__(self) -> bool:
         return len(self.groups) > 0
@@ -236,6 +257,12 @@ class ObservationBatch:
         """
         if len(self.groups) == 1 and self.groups[0][0].shape[0] == self.rows:
             return self.groups[0][1].operator(x)  # all rows share one window: no regrouping
+        if self._gather is not None:
+            torch._check(
+                tuple(x.shape[1:]) == self._state_shape,
+                lambda: f"x must have shape (N, *{self._state_shape}); found {tuple(x.shape)}",
+            )
+            return x.flatten(1).gather(1, self._gather) * self._weight.to(x.dtype)
         parts = []
         count = 0
         for idx, obs in self.groups:
