@@ -10,7 +10,9 @@ guided calls per window. Both ways run side by side from the same seed, in one p
 alternately ``--repeat`` times (denormals flushed, as :func:`xappa.assimilate` does); the best
 and the median times are reported. ``--sweep`` instead prints the speed-up over backbone widths
 and token counts per window (``SWEEP``), from windows so small that per-call overhead dominates
-to windows whose kernels are already as efficient as they get here.
+to windows whose kernels are already as efficient as they get here. ``--kernels`` instead
+prints each kernel's self CPU time per guided window call both ways (``torch.profiler``, 2 PC
+steps): which kernels batching makes cheaper per window, and which it does not.
 
 Run: .venv/bin/python benchmarks/trajectory_batching.py [--steps 32 --members 1 --threads 2]
 """
@@ -153,6 +155,42 @@ def side_by_side(
     return times, samples
 
 
+def kernel_split(backbone: nn.Module, args: argparse.Namespace, steps: int = 2) -> None:
+    """Print each kernel's self CPU time per guided window call, both ways (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    guided = MMPSDenoiser(
+        PreconditionedDenoiser(backbone),
+        observations(torch.Generator().manual_seed(1)),
+        iterations=args.iterations,
+    )
+    calls = steps * 3 * window_count(LENGTH, WINDOW, STRIDE) * args.members
+    shape = (args.members, LENGTH, *FRAME)
+    per_call = {}
+    with flush_denormal():
+        for name, max_batch in (("one at a time", 1), ("batched", None)):
+            traj = TrajectoryDenoiser(
+                guided, WINDOW, STRIDE, max_batch=max_batch, pass_window_index=True
+            )
+            sampler = PCSampler(traj, steps=steps, corrections=2, delta=0.1)
+            sampler.sample(shape, seed=0)  # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                sampler.sample(shape, seed=0)
+            per_call[name] = {e.key: e.self_cpu_time_total / calls for e in prof.key_averages()}
+    one, batched = per_call["one at a time"], per_call["batched"]
+    print(f"self CPU time per guided window call (us), PC {steps} steps under torch.profiler:")
+    print("| kernel | one at a time | batched | one / batched |")
+    print("|---|---:|---:|---:|")
+    top = sorted(one.keys() | batched.keys(), key=lambda k: -max(one.get(k, 0), batched.get(k, 0)))
+    for key in top[:12]:
+        a, b = one.get(key, 0.0), batched.get(key, 0.0)
+        print(
+            f"| {key.removeprefix('aten::')} | {a:.0f} | {b:.0f} | {a / b if b else float('inf'):.2f} |"
+        )
+    a, b = sum(one.values()), sum(batched.values())
+    print(f"| all | {a:.0f} | {b:.0f} | {a / b:.2f} |")
+
+
 def sweep(args: argparse.Namespace) -> None:
     """Print the batched / one-at-a-time ratio over backbone widths and token counts."""
     n = window_count(LENGTH, WINDOW, STRIDE)
@@ -191,6 +229,11 @@ def main() -> None:
         action="store_true",
         help="only the speed-up over backbone widths and token counts (table of SWEEP)",
     )
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="only each kernel's time per guided window call, both ways (torch.profiler)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.compile:
@@ -202,6 +245,9 @@ def main() -> None:
         return
     torch.manual_seed(0)
     backbone = TinyVideoTransformer().eval().requires_grad_(False)
+    if args.kernels:
+        kernel_split(backbone, args)
+        return
     n = window_count(LENGTH, WINDOW, STRIDE)
     sizes = [len(o) for o in observations(torch.Generator().manual_seed(1))]
     print(
