@@ -131,14 +131,20 @@ def matmul_rate(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 / best
 
 
+def guided_denoiser(backbone: nn.Module, args: argparse.Namespace) -> MMPSDenoiser:
+    """The MMPS window denoiser of the draw: the backbone, preconditioned, and the observations."""
+    return MMPSDenoiser(
+        PreconditionedDenoiser(backbone),
+        observations(torch.Generator().manual_seed(1)),
+        iterations=args.iterations,
+    )
+
+
 def side_by_side(
     backbone: nn.Module, args: argparse.Namespace
 ) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
     """Time one posterior draw both ways, alternately ``args.repeat`` times, same seed."""
-    prior = PreconditionedDenoiser(torch.compile(backbone) if args.compile else backbone)
-    guided = MMPSDenoiser(
-        prior, observations(torch.Generator().manual_seed(1)), iterations=args.iterations
-    )
+    guided = guided_denoiser(torch.compile(backbone) if args.compile else backbone, args)
     shape = (args.members, LENGTH, *FRAME)
     ways = {"one window at a time": 1, "batched": None}
     samples, times = {}, {name: [] for name in ways}
@@ -159,11 +165,7 @@ def kernel_split(backbone: nn.Module, args: argparse.Namespace, steps: int = 2) 
     """Print each kernel's self CPU time per guided window call, both ways (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    guided = MMPSDenoiser(
-        PreconditionedDenoiser(backbone),
-        observations(torch.Generator().manual_seed(1)),
-        iterations=args.iterations,
-    )
+    guided = guided_denoiser(backbone, args)
     calls = steps * 3 * window_count(LENGTH, WINDOW, STRIDE) * args.members
     shape = (args.members, LENGTH, *FRAME)
     per_call = {}

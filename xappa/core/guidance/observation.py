@@ -234,7 +234,6 @@ class ObservationBatch:
                 self._gather = torch.zeros(rows, self.size, device=device, dtype=torch.long)
                 for idx, obs in self.groups:
                     self._gather[idx, : len(obs)] = obs.operator.index.to(device)
-                self._weight = self.mask.to(self.values.dtype)
 
     def __bool__(self) -> bool:
         return len(self.groups) > 0
@@ -262,7 +261,7 @@ class ObservationBatch:
                 tuple(x.shape[1:]) == self._state_shape,
                 lambda: f"x must have shape (N, *{self._state_shape}); found {tuple(x.shape)}",
             )
-            return x.flatten(1).gather(1, self._gather) * self._weight.to(x.dtype)
+            return torch.where(self.mask, x.flatten(1).gather(1, self._gather), 0.0)
         parts = []
         count = 0
         for idx, obs in self.groups:
