@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig
+from xappa.integrity import read_yaml
 from xappa.state import StateSpec
 from xappa.stats import read_stats, stats_to_tensors, write_stats
 from xappa.train.data import RandomSnapshots, StateData
@@ -289,7 +290,7 @@ def load_autoencoder(
         if not needed.exists():
             msg = f"autoencoder run {str(path)!r} is missing {needed.name}"
             raise FileNotFoundError(msg)
-    meta = yaml.safe_load((path / "autoencoder.yaml").read_text())
+    meta = read_yaml(path / "autoencoder.yaml")
     config = AutoencoderConfig(**meta["model"])
     spec = StateSpec(**meta["state"])
     model = ConvAutoencoder.from_config(config)

@@ -35,6 +35,7 @@ from xappa.core.diffusion.denoiser import PreconditionedDenoiser, denoiser_loss
 from xappa.core.diffusion.schedule import Schedule, create_schedule
 from xappa.core.nn.configs import ViDiTConfig
 from xappa.core.nn.vidit import ViDiT
+from xappa.integrity import read_yaml
 from xappa.train.autoencoder import autocast
 from xappa.train.data import LatentData, RandomDatedWindows
 from xappa.train.loop import TrainConfig, TrainResult, train
@@ -179,7 +180,7 @@ def load_latent_prior(
     if not (path / "prior.yaml").is_file() or not (path / "model.safetensors").is_file():
         msg = f"prior run {str(path)!r} must hold prior.yaml and model.safetensors"
         raise FileNotFoundError(msg)
-    meta = yaml.safe_load((path / "prior.yaml").read_text())
+    meta = read_yaml(path / "prior.yaml")
     denoiser = PreconditionedDenoiser(ViDiT(ViDiTConfig(**meta["backbone"])))
     weights = path / "ema.safetensors"
     if not (ema and weights.is_file()):

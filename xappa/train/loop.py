@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from xappa.integrity import load_torch_file
 from xappa.options import get_options
 
 Batches = Callable[[int], Any] | Iterable[Any]
@@ -271,7 +272,7 @@ def load_checkpoint(
         safetensors.torch.load_model(ema.model, str(src), device=str(device))
     state: dict[str, Any] = {"step": 0, "extra": {}}
     if (path / "state.pt").is_file():
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        state = load_torch_file(path / "state.pt", role="training state")
         if optimizer is not None and state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
         if restore_rng:
