@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -211,8 +210,66 @@ def test_missing_blanket_size(release: Path) -> None:
 def test_best_checkpoint_absent(release: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model_best.pth"):
         load_appa_release(release, checkpoint="best", device="cpu")
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
         load_appa_release(release, checkpoint="ema", device="cpu")
+
+
+def _checkpoints(release: Path, names: list[str]) -> dict[str, dict]:
+    """Replace the lap's checkpoints by ``names``, each with its own random weights."""
+    (release / LAP / "model_last.pth").unlink()
+    vit_cfg = ViDiTConfig.from_appa(DENOISER_YAML["backbone"], in_channels=4, shape=(8, 18))
+    states = {}
+    for i, name in enumerate(names):
+        torch.manual_seed(100 + i)
+        states[name] = ViDiT(vit_cfg).state_dict()
+        torch.save(states[name], release / LAP / name)
+    return states
+
+
+@pytest.mark.parametrize(
+    ("present", "read"),
+    [
+        (["model_best.pth"], "model_best.pth"),
+        (["model.pth"], "model.pth"),
+        (["model_last.pth"], "model_last.pth"),
+        (["model_best.pth", "model_last.pth"], "model_last.pth"),
+        (["model.pth", "model_best.pth"], "model_best.pth"),
+    ],
+    ids=["only-best", "only-plain", "only-last", "last-over-best", "best-over-plain"],
+)
+def test_default_checkpoint_is_the_file_that_exists(
+    release: Path, present: list[str], read: str
+) -> None:
+    states = _checkpoints(release, present)
+    model = load_appa_release(release, device="cpu")
+    assert model.checkpoint == (release / LAP / read).resolve()
+    for key, value in model.denoiser.backbone.state_dict().items():
+        assert torch.equal(value, states[read][key]), key
+
+
+def test_plain_model_pth_by_name(release: Path) -> None:
+    states = _checkpoints(release, ["model.pth", "model_best.pth"])
+    model = load_appa_release(release, checkpoint="model", device="cpu")
+    assert model.checkpoint.name == "model.pth"
+    weight = next(iter(states["model.pth"]))
+    assert torch.equal(model.denoiser.backbone.state_dict()[weight], states["model.pth"][weight])
+
+
+def test_missing_checkpoint_says_which_exist(release: Path) -> None:
+    _checkpoints(release, ["model_best.pth"])
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"model_last.pth \(checkpoint='last'\) does not exist in .*"
+        r"found .pth files \['model_best.pth'\], readable as: model_best.pth \(checkpoint='best'\)",
+    ):
+        load_appa_release(release, checkpoint="last", device="cpu")
+    (release / LAP / "model_best.pth").rename(release / LAP / "old.pth")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"model_last.pth or model_best.pth or model.pth \(checkpoint='auto'\).*"
+        r"found .pth files \['old.pth'\], readable as: none",
+    ):
+        load_appa_release(release, device="cpu")
 
 
 class _Payload:
@@ -222,8 +279,21 @@ class _Payload:
 
 def test_checkpoint_cannot_run_code(release: Path) -> None:
     torch.save({"x": _Payload()}, release / LAP / "model_last.pth")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match=r"model_last.pth' must hold only tensors.*'print'"):
         load_appa_release(release, device="cpu")
+
+
+def test_positional_dates_equal_keyword_dates(release: Path) -> None:
+    model = load_appa_release(release, device="cpu")
+    window = torch.randn(2, 4, 4, 8, 18, generator=torch.Generator().manual_seed(1))
+    date = torch.tensor([[[2021, 12, 31, 20 + h] for h in range(4)]] * 2)
+    sigma = torch.tensor([0.5, 5.0])
+    with torch.no_grad():
+        positional = model.denoiser(window, sigma, date)
+        keyword = model.denoiser(window, sigma, date=date)
+    assert torch.equal(positional, keyword)
+    with pytest.raises(TypeError, match="multiple values for argument 'date'"):
+        model.denoiser(window, sigma, date, date=date)
 
 
 def test_several_denoisers_are_ambiguous(release: Path) -> None:

@@ -11,7 +11,7 @@ The release (the HuggingFace dataset ``montefiore-sail/appa``) is laid out as::
           stats.pth                                       {"mean": (C,), "std": (C,)}
           denoisers/<run>/<lap>/                          the denoiser lap directory
             config.yaml                                   sections backbone, train, ...
-            model_last.pth and/or model_best.pth          the ViDiT state dict
+            model_last.pth, model_best.pth or model.pth    the ViDiT state dict
 
 :func:`load_appa_release` accepts the root or the denoiser lap directory. As in Appa, the
 latent directory is two levels above the lap directory and the autoencoder run four.
@@ -26,7 +26,14 @@ References
 
 from __future__ import annotations
 
-__all__ = ["AppaModel", "ReleasePaths", "load_appa_release", "resolve_release"]
+__all__ = [
+    "CHECKPOINTS",
+    "AppaModel",
+    "ReleasePaths",
+    "find_checkpoint",
+    "load_appa_release",
+    "resolve_release",
+]
 
 import dataclasses
 from collections.abc import Mapping
@@ -35,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from xappa.core.diffusion.denoiser import PreconditionedDenoiser
@@ -43,8 +49,17 @@ from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.layers import count_parameters
 from xappa.core.nn.vidit import ViDiT
+from xappa.integrity import load_torch_file, open_zarr_store, read_yaml
 
 _LAP_PATTERN = "autoencoders/*/*/latents/*/denoisers/*/*/config.yaml"
+
+#: The denoiser checkpoint files of a lap directory, by ``checkpoint=`` value, in the order
+#: ``"auto"`` tries them (Appa writes ``model_last.pth`` and ``model_best.pth``; some copies of
+#: the release hold a plain ``model.pth``).
+CHECKPOINT_FILES = {"last": "model_last.pth", "best": "model_best.pth", "model": "model.pth"}
+
+#: The accepted ``checkpoint=`` values of :func:`load_appa_release`.
+CHECKPOINTS = ("auto", *CHECKPOINT_FILES)
 
 
 @dataclass(frozen=True)
@@ -74,11 +89,7 @@ class ReleasePaths:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        msg = f"config file {str(path)!r} does not exist"
-        raise FileNotFoundError(msg)
-    with path.open() as f:
-        data = yaml.safe_load(f)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         msg = f"{path.name} must hold a mapping; found {type(data).__name__}"
         raise TypeError(msg)
@@ -136,12 +147,56 @@ def resolve_release(path: str | Path) -> ReleasePaths:
     )
 
 
+def _check_checkpoint(checkpoint: str) -> None:
+    if checkpoint not in CHECKPOINTS:
+        msg = f"checkpoint must be one of {list(CHECKPOINTS)}; found {checkpoint!r}"
+        raise ValueError(msg)
+
+
+def find_checkpoint(directory: str | Path, checkpoint: str = "auto") -> Path:
+    """Return the denoiser checkpoint file of a lap directory.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The denoiser lap directory.
+    checkpoint : {"auto", "last", "best", "model"}
+        ``"last"``, ``"best"`` and ``"model"`` name ``model_last.pth``, ``model_best.pth`` and
+        ``model.pth``; ``"auto"`` takes the first of them that exists, in that order.
+
+    Returns
+    -------
+    Path
+        The checkpoint file.
+
+    Raises
+    ------
+    ValueError
+        If ``checkpoint`` is not one of :data:`CHECKPOINTS`.
+    FileNotFoundError
+        If the file is absent; the message lists the checkpoint files found and the
+        ``checkpoint=`` value that would read each.
+    """
+    _check_checkpoint(checkpoint)
+    directory = Path(directory)
+    present = {k: f for k, f in CHECKPOINT_FILES.items() if (directory / f).is_file()}
+    wanted = list(CHECKPOINT_FILES) if checkpoint == "auto" else [checkpoint]
+    for key in wanted:
+        if key in present:
+            return directory / present[key]
+    found = sorted(p.name for p in directory.glob("*.pth"))
+    usable = ", ".join(f"{f} (checkpoint={k!r})" for k, f in present.items()) or "none"
+    expected = [CHECKPOINT_FILES[k] for k in wanted]
+    msg = (
+        f"denoiser checkpoint {' or '.join(expected)} (checkpoint={checkpoint!r}) does not "
+        f"exist in {str(directory)!r}; found .pth files {found}, readable as: {usable}"
+    )
+    raise FileNotFoundError(msg)
+
+
 def _load_state(module: nn.Module, path: Path, role: str) -> None:
     """Load a state dict strictly with ``weights_only=True``, naming any bad key."""
-    if not path.is_file():
-        msg = f"{role} checkpoint {str(path)!r} does not exist"
-        raise FileNotFoundError(msg)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, role=f"{role} checkpoint")
     if not isinstance(state, Mapping):
         msg = f"{role} checkpoint {path.name} must hold a state dict; found {type(state).__name__}"
         raise TypeError(msg)
@@ -212,6 +267,8 @@ class AppaModel(nn.Module):
         ``"autoencoder_run"`` (``None`` when absent).
     paths : ReleasePaths, optional
         Where the release was read from.
+    checkpoint : Path, optional
+        The denoiser checkpoint file read (e.g. ``.../model_best.pth``).
     """
 
     def __init__(
@@ -223,6 +280,7 @@ class AppaModel(nn.Module):
         *,
         configs: dict[str, Any] | None = None,
         paths: ReleasePaths | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
@@ -231,6 +289,7 @@ class AppaModel(nn.Module):
         self.register_buffer("latent_std", latent_std)
         self.configs = configs or {}
         self.paths = paths
+        self.checkpoint = checkpoint
 
     @property
     def autoencoder_config(self) -> AutoencoderConfig:
@@ -301,18 +360,16 @@ class AppaModel(nn.Module):
         ------
         FileNotFoundError
             If the release has no pixel statistics.
+        ValueError
+            If zarr refuses the store (e.g. a pickle codec); no code from it runs.
         """
         path = None if self.paths is None else self.paths.pixel_stats
         if path is None:
             msg = "this release has no data/stats_era5_*.zarr pixel statistics"
             raise FileNotFoundError(msg)
-        try:
-            import xarray as xr
-        except ImportError as err:
-            msg = "reading pixel statistics requires xarray and zarr; pip install xarray zarr"
-            raise ImportError(msg) from err
         # v2 stores written by Appa carry .zmetadata; otherwise read the plain metadata
-        return xr.open_zarr(path, consolidated=(path / ".zmetadata").is_file())
+        consolidated = (path / ".zmetadata").is_file()
+        return open_zarr_store(path, role="pixel statistics", consolidated=consolidated)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -328,7 +385,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 def load_appa_release(
     path: str | Path,
     *,
-    checkpoint: str = "last",
+    checkpoint: str = "auto",
     device: str | torch.device | None = None,
 ) -> AppaModel:
     """Load an Appa release directory: autoencoder, ViDiT denoiser and latent statistics.
@@ -338,8 +395,10 @@ def load_appa_release(
     path : str or Path
         The release root (the HuggingFace dataset snapshot, with ``autoencoders/``) or a
         denoiser lap directory ``.../latents/<dump>/denoisers/<run>/<lap>``.
-    checkpoint : {"last", "best"}
-        Which denoiser checkpoint to read (``model_last.pth`` or ``model_best.pth``).
+    checkpoint : {"auto", "last", "best", "model"}
+        Which denoiser checkpoint to read: ``model_last.pth``, ``model_best.pth`` or
+        ``model.pth``; ``"auto"`` (the default) reads the first of these that exists (see
+        :func:`find_checkpoint`). The file read is ``AppaModel.checkpoint``.
     device : str or torch.device, optional
         Where to put the model; by default ``xappa.get_options()["device"]``, else CUDA when
         available, else the CPU.
@@ -352,16 +411,18 @@ def load_appa_release(
     Raises
     ------
     FileNotFoundError
-        If a required file is absent.
+        If a required file is absent; for the denoiser checkpoint, the message lists the
+        checkpoint files that exist.
     KeyError
         If a config lacks a required field or a checkpoint misses or adds a key.
     ValueError
-        If a config field is unsupported or a checkpoint tensor has the wrong shape.
+        If ``checkpoint`` is unknown, a config is not valid safe YAML, a config field is
+        unsupported, a checkpoint tensor has the wrong shape, or a ``.pth`` file holds
+        anything but tensors and plain containers (it is never unpickled) or is damaged.
     """
-    if checkpoint not in ("last", "best"):
-        msg = f"checkpoint must be 'last' or 'best'; found {checkpoint!r}"
-        raise ValueError(msg)
+    _check_checkpoint(checkpoint)
     paths = resolve_release(path)
+    checkpoint_file = find_checkpoint(paths.denoiser_dir, checkpoint)
     ae_yaml = _read_yaml(paths.latent_dir / "ae" / "config.yaml")
     den_yaml = _read_yaml(paths.denoiser_dir / "config.yaml")
     run_file = paths.autoencoder_run / "config.yaml"
@@ -390,13 +451,12 @@ def load_appa_release(
         autoencoder = ConvAutoencoder.from_config(ae_cfg)
         backbone = ViDiT(vit_cfg)
     _load_state(autoencoder, paths.latent_dir / "ae" / "model.pth", "autoencoder")
-    _load_state(backbone, paths.denoiser_dir / f"model_{checkpoint}.pth", "denoiser")
+    _load_state(backbone, checkpoint_file, "denoiser")
 
-    stats_file = paths.latent_dir / "stats.pth"
-    if not stats_file.is_file():
-        msg = f"latent statistics {str(stats_file)!r} do not exist"
-        raise FileNotFoundError(msg)
-    stats = torch.load(stats_file, map_location="cpu", weights_only=True)
+    stats = load_torch_file(paths.latent_dir / "stats.pth", role="latent statistics")
+    if not isinstance(stats, Mapping):
+        msg = f"latent statistics stats.pth must hold a mapping; found {type(stats).__name__}"
+        raise TypeError(msg)
     moments = []
     for key in ("mean", "std"):
         if key not in stats:
@@ -417,5 +477,6 @@ def load_appa_release(
         std,
         configs={"autoencoder": ae_yaml, "denoiser": den_yaml, "autoencoder_run": run_yaml},
         paths=paths,
+        checkpoint=checkpoint_file,
     )
     return model.to(_resolve_device(device)).eval()

@@ -71,7 +71,9 @@ class PreconditionedDenoiser(nn.Module):
         super().__init__()
         self.backbone = backbone
 
-    def forward(self, x_t: Tensor, sigma: Tensor | float, **kwargs: Any) -> Tensor:
+    def forward(
+        self, x_t: Tensor, sigma: Tensor | float, date: Tensor | None = None, **kwargs: Any
+    ) -> Tensor:
         r"""Denoise ``x_t``.
 
         Parameters
@@ -80,14 +82,21 @@ class PreconditionedDenoiser(nn.Module):
             Noisy samples, with shape ``(B, *)``.
         sigma : Tensor or float
             Noise levels, with shape ``(B,)`` or scalar.
+        date : Tensor, optional
+            Integer dates ``[year, month, day, hour]`` of each frame, with shape ``(B, K, 4)``,
+            passed to the backbone as ``date=``; given by position (as Appa's
+            ``denoiser(x_t, sigma, dates)``) or by keyword. Omitted for backbones without
+            dates.
         **kwargs
-            Conditioning passed to the backbone (for example ``date``).
+            Other conditioning passed to the backbone.
 
         Returns
         -------
         Tensor
             The denoised estimate, with shape ``(B, *)``.
         """
+        if date is not None:
+            kwargs["date"] = date
         s = expand_sigma(sigma, x_t)
         c_skip = 1 / (s**2 + 1)
         c_out = s / torch.sqrt(s**2 + 1)
