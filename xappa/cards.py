@@ -18,7 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
+from xappa.integrity import check_name, parse_yaml
+from xappa.release import CHECKPOINTS
 
 KINDS = ("xappa", "appa-release")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -41,7 +42,9 @@ class CardFile:
     Attributes
     ----------
     name : str
-        The file name in the registry and in the cache (may hold ``/``).
+        The file name in the registry and in the cache: a relative, ``/``-separated path that
+        stays inside the cache (no absolute path, no ``..``; see
+        :func:`xappa.integrity.check_name`).
     sha256 : str or None
         The SHA-256 hex digest; ``None`` only for an unverified file.
     url : str or None
@@ -55,6 +58,9 @@ class CardFile:
     sha256: str | None = None
     url: str | None = None
     bundled: bool = False
+
+    def __post_init__(self) -> None:
+        check_name(self.name, role="card file name")
 
     @property
     def verified(self) -> bool:
@@ -93,9 +99,11 @@ class ModelCard:
     intended_use, not_good_for : str
         What the model is for, and what it should not be used for.
     root : str or None
-        For ``"appa-release"``: the cache sub-directory holding the release tree.
+        For ``"appa-release"``: the cache sub-directory holding the release tree (relative,
+        inside the cache).
     checkpoint : str
-        For ``"appa-release"``: ``"last"`` or ``"best"``.
+        For ``"appa-release"``: which denoiser checkpoint to read, one of
+        :data:`xappa.release.CHECKPOINTS` (``"auto"``, ``"last"``, ``"best"``, ``"model"``).
     revision : str or None
         The pinned source revision of the files (e.g. a HuggingFace commit).
     revision_pinned : bool
@@ -117,7 +125,7 @@ class ModelCard:
     intended_use: str = ""
     not_good_for: str = ""
     root: str | None = None
-    checkpoint: str = "last"
+    checkpoint: str = "auto"
     revision: str | None = None
     revision_pinned: bool = True
 
@@ -128,12 +136,17 @@ class ModelCard:
         if not self.files:
             msg = f"card {self.name!r} files must list at least one file; found none"
             raise ValueError(msg)
-        if self.checkpoint not in ("last", "best"):
-            msg = f"card {self.name!r} checkpoint must be 'last' or 'best'; found {self.checkpoint!r}"
+        if self.checkpoint not in CHECKPOINTS:
+            msg = (
+                f"card {self.name!r} checkpoint must be one of {list(CHECKPOINTS)}; "
+                f"found {self.checkpoint!r}"
+            )
             raise ValueError(msg)
         if self.kind == "appa-release" and not self.root:
             msg = f"card {self.name!r} of kind 'appa-release' needs a root; found none"
             raise ValueError(msg)
+        if self.root is not None:
+            check_name(self.root, role=f"card {self.name!r} root")
         if self.kind == "xappa":
             found = sorted(f.name for f in self.files)
             suffixes = [Path(n).suffix for n in found]
@@ -271,12 +284,20 @@ def load_cards(path: str | Path | None = None) -> dict[str, ModelCard]:
     -------
     dict of str to ModelCard
         The cards, by name.
+
+    Raises
+    ------
+    ValueError
+        If the file is not valid YAML (the message names it and the parse error), or a card
+        is invalid, e.g. a file name that would leave the cache (absolute or with ``..``).
+    TypeError
+        If the file does not map ``models`` to entries, or a field has the wrong type.
     """
     if path is None:
-        text = resources.files("xappa").joinpath("data", "cards.yaml").read_text()
+        source = resources.files("xappa").joinpath("data", "cards.yaml")
     else:
-        text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+        source = Path(path)
+    data = parse_yaml(source.read_text(), source=repr(str(source))) or {}
     models = data.get("models") or {} if isinstance(data, Mapping) else None
     if not isinstance(models, Mapping):
         msg = f"cards file must map 'models' to named entries; found {type(models).__name__}"

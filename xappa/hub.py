@@ -43,9 +43,10 @@ import torch
 import xarray as xr
 
 from xappa.cards import ModelCard, load_cards
+from xappa.integrity import check_sha256, inside
 from xappa.model import Model
 from xappa.model_files import read_model_files, read_training_runs, save_model_files
-from xappa.release import load_appa_release
+from xappa.release import load_appa_release, resolve_release
 from xappa.state import StateSpec
 
 #: Where xappa's own weight files are served from (a file's card ``url`` overrides it).
@@ -230,25 +231,21 @@ def fetch_model_files(
 
 def _bundled(fname: str, sha256: str | None, model: str) -> Path:
     """Return the path of a file shipped in ``xappa/data/models``, after checking its hash."""
-    path = Path(str(resources.files("xappa").joinpath("data", "models", *fname.split("/"))))
+    models = Path(str(resources.files("xappa").joinpath("data", "models")))
+    path = inside(models, fname, role=f"model {model!r} file")
     if not path.is_file():
         msg = (
             f"model {model!r} file {fname!r} should ship with the package at {str(path)!r}; "
             "found no file (a broken installation: reinstall xappa)"
         )
         raise FileNotFoundError(msg)
-    found = pooch.file_hash(str(path), alg="sha256")
-    if found != sha256:
-        msg = (
-            f"bundled file {str(path)!r} of model {model!r} must have sha256 {sha256}; found "
-            f"{found} (a modified installation: reinstall xappa)"
-        )
-        raise ValueError(msg)
+    advice = " (a modified installation: reinstall xappa)"
+    check_sha256(path, str(sha256), role=f"model {model!r} bundled file", advice=advice)
     return path
 
 
 def _cached(p: pooch.Pooch, fname: str, sha256: str | None, model: str) -> Path:
-    path = Path(p.abspath) / fname
+    path = inside(p.abspath, fname, role=f"model {model!r} file")
     if not path.is_file():
         msg = (
             f"offline mode: model {model!r} file {fname!r} is not in the cache {str(p.abspath)!r};"
@@ -256,19 +253,15 @@ def _cached(p: pooch.Pooch, fname: str, sha256: str | None, model: str) -> Path:
         )
         raise FileNotFoundError(msg)
     if sha256 is not None:
-        found = pooch.file_hash(str(path), alg="sha256")
-        if found != sha256:
-            msg = (
-                f"offline mode: cached file {str(path)!r} must have sha256 {sha256}; "
-                f"found {found}; delete it and fetch again online"
-            )
-            raise ValueError(msg)
+        advice = "; delete it and fetch again online"
+        check_sha256(path, sha256, role="offline mode: cached file", advice=advice)
     return path
 
 
 def _download(p: pooch.Pooch, fname: str) -> Path:
     import requests
 
+    inside(p.abspath, fname, role="model file")
     url = p.get_url(fname)
     try:
         return Path(p.fetch(fname))
@@ -322,7 +315,9 @@ def load_model(
     A name is looked up in the cards; its files are fetched through Pooch (or taken from the
     cache) and checked against their SHA-256 hashes, then the modules are built from the
     configs and the weights loaded. Named models are kept in an LRU cache keyed by
-    ``(name, device, dtype)`` (the same object is returned; do not modify it in place).
+    ``(name, device, dtype)``: the same object is returned to every caller, so never modify
+    it in place; :meth:`Model.on(device) <xappa.model.Model.on>` gives it on another device
+    without moving the cached one.
 
     Parameters
     ----------
@@ -342,7 +337,9 @@ def load_model(
         Load files whose card has no hash (``sha256: null``, ``unverified: true``).
     stats : Dataset, optional
         Pixel statistics (:func:`xappa.stats.compute_stats` layout) in the spec's variable
-        names; required for the Appa release, whose statistics store is not fetched.
+        names, for an Appa release; by default the release's own
+        ``data/stats_era5_*.zarr`` (:meth:`xappa.release.AppaModel.pixel_statistics`), when
+        its tree in the cache holds one.
     spec : StateSpec, optional
         The pixel state of an Appa release (default: :data:`xappa.state.APPA_ERA5`).
     cache : bool
@@ -409,15 +406,17 @@ def _from_release(
 ) -> Model:
     from xappa.state import APPA_ERA5
 
-    if stats is None:
-        msg = (
-            f"model {card.name!r} needs stats=: the pixel statistics (compute_stats layout, "
-            f"variables named as xappa.state.APPA_ERA5); found None ({card.statistics})"
-        )
-        raise ValueError(msg)
     some = next(iter(files.values()))
     name = next(iter(files))
-    root = Path(str(some)[: len(str(some)) - len(name)]) / card.root
+    cache = Path(str(some)[: len(str(some)) - len(name)])
+    root = inside(cache, str(card.root), role=f"card {card.name!r} root")
+    if stats is None and resolve_release(root).pixel_stats is None:
+        msg = (
+            f"model {card.name!r} needs pixel statistics: pass stats= (compute_stats layout, "
+            "variables named as xappa.state.APPA_ERA5), or place the release's "
+            f"data/stats_era5_*.zarr under {str(root)!r}; found neither"
+        )
+        raise ValueError(msg)
     release = load_appa_release(root, checkpoint=card.checkpoint, device=device)
     spec = spec if spec is not None else APPA_ERA5
     if spec.n_channels != release.autoencoder_config.in_channels:
@@ -426,6 +425,8 @@ def _from_release(
             f"found {spec.n_channels}"
         )
         raise ValueError(msg)
+    if stats is None:
+        stats = release.pixel_statistics().load()
     return Model.from_release(release, spec, stats, name=card.name)
 
 
