@@ -4,6 +4,11 @@
 :func:`xappa.hub.load_model` fetches through the registry; :func:`read_model_files` reads it
 back, and :func:`read_training_runs` assembles a model from the run directories written by
 ``xappa train``.
+
+The YAML file records the SHA-256 of its weights file (``sha256: {<stem>.safetensors:
+<hex>}``), and :func:`read_model_files` checks it before reading a byte of the weights, so a
+modified or damaged local model is refused. A YAML file without the record (written by an
+older xappa) loads with a warning.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ __all__ = ["FORMAT", "read_model_files", "read_training_runs", "save_model_files
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pooch
 import safetensors.torch
 import torch
 import xarray as xr
@@ -27,6 +32,7 @@ from xappa.core.diffusion.denoiser import PreconditionedDenoiser
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.vidit import ViDiT
+from xappa.integrity import check_sha256, file_sha256, open_zarr_store, read_yaml
 from xappa.model import Model
 from xappa.state import StateSpec
 
@@ -85,9 +91,10 @@ def save_model_files(
 ) -> dict[str, str]:
     """Write a model in xappa's layout, ready to publish, and return the files' hashes.
 
-    Writes ``<stem>.yaml`` (the configs and state spec) and ``<stem>.safetensors`` (the
-    weights and the pixel and latent statistics). Weight files are immutable: publish a new
-    model under a new stem (e.g. ``"era5-64x32-v2"``).
+    Writes ``<stem>.safetensors`` (the weights and the pixel and latent statistics), then
+    ``<stem>.yaml`` (the configs, the state spec and the weights' SHA-256, checked by
+    :func:`read_model_files`). Weight files are immutable: publish a new model under a new
+    stem (e.g. ``"era5-64x32-v2"``).
 
     Parameters
     ----------
@@ -144,9 +151,10 @@ def save_model_files(
     }
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     yaml_path, weights_path = out / f"{stem}.yaml", out / f"{stem}.safetensors"
-    yaml_path.write_text(yaml.safe_dump(meta, sort_keys=False))
     safetensors.torch.save_file(tensors, str(weights_path), metadata={"format": FORMAT})
-    hashes = {p.name: pooch.file_hash(str(p), alg="sha256") for p in (yaml_path, weights_path)}
+    meta["sha256"] = {weights_path.name: file_sha256(weights_path)}
+    yaml_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    hashes = {p.name: file_sha256(p) for p in (yaml_path, weights_path)}
     if show:
         for fname, digest in hashes.items():
             print(f"{fname} {digest}")
@@ -181,18 +189,20 @@ def read_model_files(
     FileNotFoundError
         If the YAML or weights file is missing.
     ValueError
-        If the YAML file is not in xappa's format, or the directory holds several.
+        If the YAML file is not valid safe YAML (the message names it and the parse error) or
+        not in xappa's format, the directory holds no or several model YAML files, or the
+        weights' SHA-256 differs from the one the YAML file records (the message names the
+        file and both hashes).
+
+    Warns
+    -----
+    UserWarning
+        If the YAML file records no SHA-256 of its weights (written by an older xappa): the
+        weights are then loaded unchecked.
     """
     path = Path(path)
     if path.is_dir():
-        found = [p for p in sorted(path.glob("*.yaml")) if _format(p) == FORMAT]
-        if len(found) != 1:
-            msg = (
-                f"model directory {str(path)!r} must hold one .yaml file of format {FORMAT!r}; "
-                f"found {[p.name for p in found]}"
-            )
-            raise ValueError(msg)
-        path = found[0]
+        path = _only_model_yaml(path)
     if not path.is_file():
         msg = f"model file {str(path)!r} does not exist"
         raise FileNotFoundError(msg)
@@ -200,11 +210,12 @@ def read_model_files(
     if not weights.is_file():
         msg = f"model weights {str(weights)!r} do not exist"
         raise FileNotFoundError(msg)
-    meta = yaml.safe_load(path.read_text())
+    meta = read_yaml(path)
     if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
         found_fmt = meta.get("format") if isinstance(meta, Mapping) else type(meta).__name__
         msg = f"{path.name} must have format {FORMAT!r}; found {found_fmt!r}"
         raise ValueError(msg)
+    _check_weights(meta, path, weights)
     spec = StateSpec(**meta["state"])
     autoencoder = ConvAutoencoder.from_config(AutoencoderConfig(**_tuples(meta["autoencoder"])))
     denoiser = PreconditionedDenoiser(ViDiT(ViDiTConfig(**_tuples(meta["backbone"]))))
@@ -229,12 +240,47 @@ def read_model_files(
     )
 
 
-def _format(path: Path) -> Any:
-    try:
-        meta = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        return None
-    return meta.get("format") if isinstance(meta, Mapping) else None
+def _only_model_yaml(directory: Path) -> Path:
+    """Return the one YAML file of format :data:`FORMAT` in ``directory``."""
+    found, broken = [], []
+    for candidate in sorted(directory.glob("*.yaml")):
+        try:
+            meta = read_yaml(candidate)
+        except ValueError as err:
+            broken.append(str(err))
+            continue
+        if isinstance(meta, Mapping) and meta.get("format") == FORMAT:
+            found.append(candidate)
+    if len(found) != 1:
+        unread = f"; could not read {'; '.join(broken)}" if broken else ""
+        msg = (
+            f"model directory {str(directory)!r} must hold one .yaml file of format "
+            f"{FORMAT!r}; found {[p.name for p in found]}{unread}"
+        )
+        raise ValueError(msg)
+    return found[0]
+
+
+def _check_weights(meta: Mapping[str, Any], path: Path, weights: Path) -> None:
+    """Check the weights against the SHA-256 that the YAML file records, or warn."""
+    recorded = meta.get("sha256")
+    if recorded is None:
+        msg = (
+            f"{path.name} records no sha256 of its weights (written by an older xappa): "
+            f"{weights.name} is loaded unchecked; save the model again with save_model_files "
+            "to record it"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        return
+    if not isinstance(recorded, Mapping) or weights.name not in recorded:
+        names = sorted(recorded) if isinstance(recorded, Mapping) else type(recorded).__name__
+        msg = (
+            f"{path.name} must record the sha256 of weights {weights.name!r} (sha256: "
+            f"{{{weights.name}: <hex>}}); found {names}"
+        )
+        raise ValueError(msg)
+    advice = f" (recorded in {path.name}): the weights were modified or damaged"
+    check_sha256(weights, str(recorded[weights.name]), role="model weights", advice=advice)
 
 
 def _find(value: str | os.PathLike, base: Path, role: str) -> Path:
@@ -298,7 +344,7 @@ def read_training_runs(
         msg = f"{prior / 'prior.yaml'} has no 'data' (the latent store); pass latents="
         raise KeyError(msg)
     store = _find(latents if latents is not None else meta["data"], prior, "latent store")
-    with xr.open_zarr(store, consolidated=False) as ds:
+    with open_zarr_store(store, role="latent store", consolidated=False) as ds:
         mean = torch.as_tensor(ds["latent_mean"].values).float()
         std = torch.as_tensor(ds["latent_std"].values).float()
         ae_run = autoencoder if autoencoder is not None else ds.attrs.get("autoencoder")

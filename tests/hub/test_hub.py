@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,12 @@ from pathlib import Path
 import pooch
 import pytest
 import torch
+import yaml
 
 from xappa import hub
 from xappa.cards import CardFile, ModelCard, load_cards
 from xappa.cli import main
-from xappa.hub import fetch_model_files, load_model, save_model_files
+from xappa.hub import fetch_model_files, load_model, read_model_files, save_model_files
 from xappa.model import Model
 from xappa.testing import tiny_model
 
@@ -107,6 +109,53 @@ def test_local_directory_loads(published: tuple[Model, Path, dict[str, str]]) ->
     assert loaded.weight_hash == model.weight_hash
     assert loaded.spec == model.spec and loaded.window == model.window
     assert _same_decode(model, loaded)
+
+
+def test_saved_yaml_records_the_weights_hash(
+    published: tuple[Model, Path, dict[str, str]],
+) -> None:
+    _, directory, hashes = published
+    meta = yaml.safe_load((directory / "tiny-v1.yaml").read_text())
+    assert meta["sha256"] == {"tiny-v1.safetensors": hashes["tiny-v1.safetensors"]}
+
+
+def test_yaml_without_hashes_loads_with_a_warning(
+    published: tuple[Model, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    model, directory, _ = published
+    shutil.copytree(directory, tmp_path / "old", ignore=shutil.ignore_patterns("again"))
+    meta = yaml.safe_load((tmp_path / "old/tiny-v1.yaml").read_text())
+    del meta["sha256"]
+    (tmp_path / "old/tiny-v1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.warns(UserWarning, match="tiny-v1.yaml records no sha256 of its weights") as rec:
+        loaded = read_model_files(tmp_path / "old")
+    assert rec[0].filename == __file__  # attributed to the caller
+    assert loaded.weight_hash == model.weight_hash
+
+
+def _copy(directory: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "model"
+    shutil.copytree(directory, out, ignore=shutil.ignore_patterns("again"))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("format: xappa-model\nname: [unclosed\n", "line 3"), ("format: [a, b\n", "line 2")],
+    ids=["unclosed-list", "unclosed-flow"],
+)
+def test_malformed_model_yaml_names_the_file_and_the_error(
+    published: tuple[Model, Path, dict[str, str]], tmp_path: Path, text: str, where: str
+) -> None:
+    out = _copy(published[1], tmp_path)
+    (out / "tiny-v1.yaml").write_text(text)
+    with pytest.raises(ValueError, match=rf"tiny-v1.yaml' is not valid YAML for .*{where}"):
+        read_model_files(out / "tiny-v1.yaml")
+    with pytest.raises(
+        ValueError,
+        match=rf"found \[\]; could not read '.*tiny-v1.yaml' is not valid YAML.*{where}",
+    ):
+        load_model(out, device="cpu")
 
 
 def test_download_cache_and_load(
@@ -332,8 +381,10 @@ def _write_release(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / "rel").rglob("*") if p.is_file())
 
 
+@pytest.mark.filterwarnings("ignore:The data type:FutureWarning")  # write_stats (zarr v3)
 def test_appa_release_kind_loads_unverified(tmp_path: Path) -> None:
     from xappa.state import era5_spec
+    from xappa.stats import write_stats
 
     names = _write_release(tmp_path / "served")
     srv = _Server(tmp_path / "served")
@@ -356,7 +407,7 @@ def test_appa_release_kind_loads_unverified(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="allow_unverified"):
             load_model("rel", device="cpu", stats=stats, **kwargs)
         assert not (tmp_path / "cache").exists()
-        with pytest.raises(ValueError, match="needs stats="):
+        with pytest.raises(ValueError, match="needs pixel statistics: pass stats="):
             load_model("rel", device="cpu", allow_unverified=True, **kwargs)
         model = load_model("rel", device="cpu", allow_unverified=True, stats=stats, **kwargs)
     finally:
@@ -366,6 +417,14 @@ def test_appa_release_kind_loads_unverified(tmp_path: Path) -> None:
         "rel", device="cpu", allow_unverified=True, stats=stats, offline=True, **kwargs
     )
     assert offline.weight_hash == model.weight_hash
+    # the release's own statistics store, as a snapshot of the tree holds it, is used
+    shifted = stats.copy(deep=True)
+    for v in shifted.data_vars:
+        shifted[v].loc[{"statistic": "mean"}] = shifted[v].sel(statistic="mean") + 1.0
+    write_stats(shifted, tmp_path / "cache/rel/data/stats_era5_1993-2021-1h-1440x721.zarr")
+    own = load_model("rel", device="cpu", allow_unverified=True, offline=True, **kwargs)
+    torch.testing.assert_close(own.mean, model.mean + 1.0)
+    torch.testing.assert_close(own.std, model.std)
 
 
 @pytest.mark.filterwarnings("ignore:The data type:FutureWarning")  # write_stats (zarr v3)
