@@ -180,6 +180,71 @@ def test_units_are_converted(variable: str, units: str, convert) -> None:
     torch.testing.assert_close(o[0].variances, ref[0].variances)
 
 
+Q_SPEC = era5_spec(
+    nlat=NLAT,
+    nlon=NLON,
+    surface_variables=(),
+    level_variables=("specific_humidity",),
+    levels=LEVELS,
+)
+Q_TRUTH = mock_era5(variables=["specific_humidity"], levels=LEVELS, nlat=NLAT, nlon=NLON, ntime=3)
+
+
+@pytest.mark.parametrize(
+    ("variable", "claimed", "numbers", "likely"),
+    [
+        ("2m_temperature", "K", lambda v: v - 273.15, "degC"),
+        ("temperature", "degC", lambda v: v, "K"),
+        ("mean_sea_level_pressure", "Pa", lambda v: v / 100.0, "hPa"),
+        ("geopotential", "m2 s-2", lambda v: v / 9.80665, "m"),
+        ("specific_humidity", "kg kg-1", lambda v: v * 1000.0, "g kg-1"),
+    ],
+    ids=["degC-as-K", "K-as-degC", "hPa-as-Pa", "height-as-geopotential", "g/kg-as-kg/kg"],
+)
+def test_values_that_contradict_their_units_are_refused(
+    variable: str, claimed: str, numbers, likely: str
+) -> None:
+    spec, truth = (Q_SPEC, Q_TRUTH) if variable == "specific_humidity" else (SPEC, TRUTH)
+    stats = compute_stats(truth, spec)
+    obs = sample_points(truth, SITES, error_std=0.0, variables=[variable])
+    obs = obs.drop_vars(f"{variable}_error")
+    ref = prepare_observations(obs, spec, stats, window=WINDOW, obs_error=1.0)
+    lying = obs.copy()
+    lying[variable] = numbers(obs[variable].astype("float64")).assign_attrs(units=claimed)
+    with pytest.raises(
+        ValueError,
+        match=rf"obs variable '{variable}' has units '{claimed}', but 100% of its"
+        rf" {ref.n_obs} value\(s\) lie more than 10 standard deviations.*"
+        rf"look like values in '{likely}'.*pass check_values=False",
+    ):
+        prepare_observations(lying, spec, stats, window=WINDOW, obs_error=1.0)
+    # an expert may insist; the suggested units give back the true values
+    forced = prepare_observations(
+        lying, spec, stats, window=WINDOW, obs_error=1.0, check_values=False
+    )
+    assert forced.n_obs == ref.n_obs
+    fixed = lying.copy()
+    fixed[variable].attrs["units"] = likely
+    o = prepare_observations(fixed, spec, stats, window=WINDOW, obs_error=1.0)
+    torch.testing.assert_close(o[0].values, ref[0].values, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n_extreme", "refused"), [(6, False), (7, True)], ids=["half", "most"])
+def test_extreme_values_are_refused_only_when_most_are(n_extreme: int, refused: bool) -> None:
+    v = "mean_sea_level_pressure"
+    obs = sample_points(TRUTH, SITES, error_std=1.0, variables=[v])
+    mean, std = (float(STATS[v].sel(statistic=k)) for k in ("mean", "std"))
+    values = obs[v].values.copy()
+    values.flat[:n_extreme] = mean - 30 * std  # e.g. a deep cyclone, far outside the mock's
+    obs[v] = obs[v].copy(data=values)
+    assert obs[v].size == 12
+    if not refused:
+        assert prepare_observations(obs, SPEC, STATS, window=WINDOW).n_obs == 12
+        return
+    with pytest.raises(ValueError, match=r"58% of its 12 value\(s\).*no common unit mistake"):
+        prepare_observations(obs, SPEC, STATS, window=WINDOW)
+
+
 def test_error_std_sources() -> None:
     obs = sample_points(TRUTH, SITES, error_std=2.0, variables=["2m_temperature"])
     std = float(STATS["2m_temperature"].sel(statistic="std"))

@@ -16,7 +16,13 @@ from xappa.observations.gridded import gridded_table
 from xappa.observations.operator import ObservationSet, build_steps
 from xappa.observations.points import points_table
 from xappa.observations.table import ObsTable
-from xappa.observations.validate import assign_steps, is_gridded, model_times, observed_variables
+from xappa.observations.validate import (
+    assign_steps,
+    check_plausible,
+    is_gridded,
+    model_times,
+    observed_variables,
+)
 from xappa.state import StateSpec
 from xappa.stats import stats_to_tensors
 
@@ -55,6 +61,7 @@ def prepare_observations(
     regrid: str | None = "linear",
     regrid_backend: str = "auto",
     dtype: torch.dtype = torch.float32,
+    check_values: bool = True,
 ) -> ObservationSet:
     r"""Validate observations once and build, per model time step, operator, values, variances.
 
@@ -74,7 +81,10 @@ def prepare_observations(
     half-way times go to the earlier step); farther ones raise. NaN values are dropped and
     counted (``counts["n_nan"]``); an all-NaN variable raises. Values and error standard
     deviations are converted to the spec's units, then standardized with the channel's mean
-    and std.
+    and std. A variable whose values mostly lie more than 10 standard deviations from the
+    channel's mean (a units attribute that does not match the numbers, e.g. degC values
+    labelled ``K``) raises, unless ``check_values=False``
+    (:func:`~xappa.observations.validate.check_plausible`).
 
     Parameters
     ----------
@@ -102,6 +112,11 @@ def prepare_observations(
         The regridding backend.
     dtype : torch.dtype
         The dtype of values, variances and interpolation weights.
+    check_values : bool
+        Refuse variables whose values mostly lie more than
+        :data:`~xappa.observations.validate.PLAUSIBLE_SIGMAS` standard deviations from the
+        statistics' mean; pass False to use values you know are right (e.g. an extreme
+        event far outside the training climate).
 
     Returns
     -------
@@ -116,7 +131,9 @@ def prepare_observations(
     ValueError
         For observations outside the window, unknown or inconsistent units, all-NaN
         variables, missing, zero or negative error standard deviations, latitudes outside
-        ``[-90, 90]``, or a grid that differs from the spec's with ``regrid=None``.
+        ``[-90, 90]``, a grid that differs from the spec's with ``regrid=None``, or (with
+        ``check_values``) values mostly far from the climatology; that message names the
+        variable, its units and the likely unit mistake.
     ImportError
         If gridded obs need regridding and neither xESMF nor xarray-regrid is importable.
 
@@ -151,11 +168,12 @@ def prepare_observations(
     tables = []
     for d in datasets:
         if is_gridded(d):
-            tables.append(
-                gridded_table(d, spec, obs_error, regrid=regrid, regrid_backend=regrid_backend)
-            )
+            part = gridded_table(d, spec, obs_error, regrid=regrid, regrid_backend=regrid_backend)
         else:
-            tables.append(points_table(d, spec, obs_error))
+            part = points_table(d, spec, obs_error)
+        if check_values:
+            check_plausible(part, d, spec, mean, std)
+        tables.append(part)
     table = ObsTable.concat(tables)
     step = assign_steps(table.time, steps_times, spec.time_step)
     steps, counts = build_steps(

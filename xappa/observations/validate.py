@@ -7,8 +7,10 @@ and what was found. Nothing here mutates its input.
 from __future__ import annotations
 
 __all__ = [
+    "PLAUSIBLE_SIGMAS",
     "assign_steps",
     "check_latitudes",
+    "check_plausible",
     "find_point_coord",
     "is_gridded",
     "level_channels",
@@ -26,8 +28,25 @@ import pandas as pd
 import xarray as xr
 
 from xappa.convert import COMMON_NAMES, find_coord
+from xappa.observations.table import ObsTable
 from xappa.state import StateSpec
 from xappa.units import UnitConversion, units_conversion
+
+PLAUSIBLE_SIGMAS = 10.0
+"""How far from the climatological mean, in climatological standard deviations, a value is
+implausible.
+
+The model's statistics are global per-channel moments (over space and time), so real values
+stay well inside: the coldest 2 m temperature ever measured, -89 degC, lies about 4.5
+standard deviations below ERA5's global mean, and a 900 hPa hurricane centre about 10 below
+the mean sea-level pressure. The common unit mistakes land much farther: degC numbers labelled
+K sit 12 to 15 standard deviations below the mean of 2 m temperature (about 30 aloft), hPa
+labelled Pa about 90, geopotential height labelled geopotential about 20 at 500 hPa, g/kg
+labelled kg/kg hundreds. A variable is refused only when more than half of its values lie
+farther than this, so a few genuine extremes never trigger it."""
+
+_LIKELY_UNITS = ("K", "degC", "Pa", "hPa", "kPa", "m2 s-2", "m", "kg kg-1", "g kg-1", "m s-1")
+"""Units tried as the likely intended ones when values are implausible."""
 
 
 def is_gridded(ds: xr.Dataset) -> bool:
@@ -330,3 +349,98 @@ def assign_steps(
         )
         raise ValueError(msg)
     return k.astype(np.int64)
+
+
+def _far(values: np.ndarray, mean: np.ndarray, std: np.ndarray, sigmas: float) -> float:
+    """Return the fraction of ``values`` more than ``sigmas`` standard deviations away."""
+    return float(np.mean(np.abs(values - mean) / std > sigmas))
+
+
+def _likely_units(
+    values: np.ndarray,
+    conv: UnitConversion,
+    mean: np.ndarray,
+    std: np.ndarray,
+    sigmas: float,
+) -> tuple[str, float] | None:
+    """Return the common units that would put most values in range, and that fraction."""
+    raw = conv.invert(values)
+    best = None
+    for units in _LIKELY_UNITS:
+        try:
+            other = units_conversion(units, conv.to_units)
+        except ValueError:
+            continue
+        if np.isclose(other.scale, conv.scale) and np.isclose(other.offset, conv.offset):
+            continue
+        inside = 1.0 - _far(other.apply(raw), mean, std, sigmas)
+        if inside > 0.5 and (best is None or inside > best[1]):
+            best = (units, inside)
+    return best
+
+
+def check_plausible(
+    table: ObsTable,
+    ds: xr.Dataset,
+    spec: StateSpec,
+    mean: Any,
+    std: Any,
+    *,
+    sigmas: float = PLAUSIBLE_SIGMAS,
+) -> None:
+    r"""Refuse a variable whose values mostly lie far from the model's climatology.
+
+    After unit conversion, a value :math:`y` of channel :math:`c` is implausible when
+    :math:`|y - \mu_c| > N s_c` (:data:`PLAUSIBLE_SIGMAS`, :math:`N = 10`). A variable with more
+    than half of its values implausible almost always carries a wrong ``units`` attribute;
+    the message then names the common units (K/degC, Pa/hPa, m2 s-2/m, kg kg-1/g kg-1, ...)
+    that would put most of them in range.
+
+    Parameters
+    ----------
+    table : ObsTable
+        The observations of ``ds``, converted to the spec's units.
+    ds : Dataset
+        The observations as given, for the units each variable claims.
+    spec : StateSpec
+        The model state.
+    mean, std : array-like
+        The channel statistics in the spec's units, each with shape ``(C,)``.
+    sigmas : float
+        :math:`N`.
+
+    Raises
+    ------
+    ValueError
+        If more than half of a variable's values are implausible; the message names the
+        variable, its units, and the likely mistake.
+    """
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    for index in np.unique(table.variable):
+        name = spec.variables[int(index)]
+        rows = table.variable == index
+        values, ch = table.value[rows], table.channel[rows]
+        far = _far(values, mean[ch], std[ch], sigmas)
+        if far <= 0.5:
+            continue
+        distance = float(np.median(np.abs(values - mean[ch]) / std[ch]))
+        claimed = ds[name].attrs.get("units")
+        conv = value_conversion(ds[name], name, spec)
+        likely = None if conv is None else _likely_units(values, conv, mean[ch], std[ch], sigmas)
+        if likely is not None:
+            hint = (
+                f"they look like values in {likely[0]!r} (read so, {likely[1]:.0%} of them lie "
+                f"in range): set the units attribute to {likely[0]!r}"
+            )
+        else:
+            hint = (
+                "no common unit mistake (K/degC, Pa/hPa, m2 s-2/m, kg kg-1/g kg-1) explains "
+                "them: check the data"
+            )
+        msg = (
+            f"obs variable {name!r} has units {claimed!r}, but {far:.0%} of its {len(values)}"
+            f" value(s) lie more than {sigmas:g} standard deviations from the model's"
+            f" climatological mean (median distance {distance:.3g}); {hint}, or pass"
+            " check_values=False to use them as they are"
+        )
+        raise ValueError(msg)
