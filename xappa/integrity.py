@@ -124,7 +124,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     Parameters
     ----------
     path : str or path-like
-        The file.
+        The file to hash.
 
     Returns
     -------
@@ -199,7 +199,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     Parameters
     ----------
     path : str or path-like
-        The file.
+        The YAML file to read.
 
     Returns
     -------
