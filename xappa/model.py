@@ -285,6 +285,11 @@ class Model:
         self._hash = (key, value)
         return value
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The hash cache holds weak references (not picklable) to tensors that a copy or an
+        # unpickled model does not share: drop it.
+        return {**self.__dict__, "_hash": None}
+
     def on(self, device: torch.device | str) -> Model:
         """Return this model on ``device``, without changing this one.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -143,6 +144,14 @@ def test_weight_hash_follows_in_place_changes(change: Callable[[Model], None]) -
     after = model.weight_hash
     assert after != before
     assert after == _fresh_hash(model)
+
+
+def test_a_model_pickles_with_its_hash_cache_dropped() -> None:
+    model = tiny_model()
+    digest = model.weight_hash
+    again = pickle.loads(pickle.dumps(model))
+    assert again._hash is None and again.weight_hash == digest
+    assert model._hash is not None  # pickling does not change the original
 
 
 def test_weight_hash_is_cached_while_nothing_changes() -> None:
