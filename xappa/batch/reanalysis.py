@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from xappa._outputs import check_target
 from xappa._sampling import check_positive_int, grid_conventions, sampler_kwargs
 from xappa._sampling import progress as progress_bar
 from xappa.assimilation import assimilate
@@ -75,6 +76,7 @@ from xappa.batch.store import (
     build_template,
     check_store,
     create_store,
+    mark_complete,
     open_store,
     read_complete,
 )
@@ -177,7 +179,11 @@ def _attrs(config: StoreConfig, window: Any, overlap: Any) -> dict[str, Any]:
 
 
 def _prepare_store(out: str, template: xr.Dataset, overwrite: bool) -> None:
-    existing = None if overwrite else open_store(out)
+    if overwrite:
+        check_target(out, role="out", overwrite=True, hint="")
+        create_store(out, template)
+        return
+    existing = open_store(out)
     if existing is None:
         create_store(out, template)
         return
@@ -392,6 +398,8 @@ def reanalysis(
             _run_local(tasks, local, advance)
         else:
             _run_distributed(client, tasks, model, retries, advance)
+    if read_complete(path).all():
+        mark_complete(path)
     result = xr.open_zarr(path, consolidated=False)
     computed = sorted({k for k, _ in todo})
     result.attrs["xappa_computed_windows"] = computed
