@@ -250,7 +250,7 @@ def _run_distributed(
     distributed = _check_client(client)
     arg = client.scatter(model, broadcast=True, hash=False) if isinstance(model, Model) else model
     token = uuid.uuid4().hex[:8]
-    futures = [
+    pending = {
         client.submit(
             run_window,
             task,
@@ -260,14 +260,18 @@ def _run_distributed(
             pure=False,
         )
         for task in tasks
-    ]
+    }
     results = []
     try:
-        for future in distributed.as_completed(futures):
+        for future in distributed.as_completed(list(pending)):
             results.append(future.result())
+            # Written: release it, so that the loss of the worker that holds its result
+            # does not make the scheduler recompute (and rewrite) the window.
+            pending.discard(future)
+            future.release()
             advance()
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending))
         raise
     return results
 
