@@ -19,8 +19,8 @@ the numerator and the denominator of :func:`acc`, the spread and the skill of
 :func:`spread_skill_ratio`, every rank of :func:`rank_histogram`, both terms of
 :func:`crps`. The averages over ``reduce`` are then taken over the remaining points, their
 weights renormalised, so a field that is NaN over land (sea-surface temperature) is scored
-over the sea. A score is NaN only where no point is left. :func:`valid_weight` gives the
-total weight of the points that were scored.
+over the sea. A score is NaN only where no point is left. :func:`mask_missing` applies the
+policy; :func:`valid_weight` gives the total weight of the points that are scored.
 
 References
 ----------
@@ -41,6 +41,7 @@ __all__ = [
     "ensemble_mean_rmse",
     "lat_weights",
     "mae",
+    "mask_missing",
     "mse",
     "rank_histogram",
     "region_mask",
@@ -184,11 +185,28 @@ def _reduce_dims(x: xr.DataArray | xr.Dataset, reduce: Sequence[str] | None) -> 
     return list(reduce)
 
 
-def _missing_masked(*arrays: T, member_dim: str | None = None) -> tuple[T, ...]:
+def mask_missing(*arrays: T, member_dim: str | None = None) -> tuple[T, ...]:
     """Apply the NaN policy: mask every input where any input is NaN (any member, too).
 
-    The inputs broadcast against each other; ``member_dim`` (if given and present) is the
-    ensemble dimension, along which one NaN member makes the whole point missing.
+    Parameters
+    ----------
+    *arrays : xarray.DataArray or xarray.Dataset
+        Inputs that broadcast against each other (prediction, truth, climatology).
+    member_dim : str, optional
+        The ensemble dimension, along which one NaN member makes the whole point missing.
+
+    Returns
+    -------
+    tuple
+        The inputs, NaN at every missing point (broadcast to the dimensions of all).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> pred = xr.DataArray([[1.0, np.nan], [2.0, 3.0]], dims=("longitude", "member"))
+    >>> truth = xr.DataArray([1.5, 2.5], dims="longitude")
+    >>> mask_missing(pred, truth, member_dim="member")[1].values
+    array([nan, 2.5])
     """
     valid = arrays[0].notnull()
     for a in arrays[1:]:
@@ -276,7 +294,7 @@ def mse(
     xarray.DataArray or xarray.Dataset
         The mean squared error over ``reduce``.
     """
-    pred, truth = _missing_masked(pred, truth)
+    pred, truth = mask_missing(pred, truth)
     err = (pred - truth) ** 2
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -332,7 +350,7 @@ def bias(
     xarray.DataArray or xarray.Dataset
         The mean error, positive where ``pred`` is too high.
     """
-    pred, truth = _missing_masked(pred, truth)
+    pred, truth = mask_missing(pred, truth)
     err = pred - truth
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -356,7 +374,7 @@ def mae(
     xarray.DataArray or xarray.Dataset
         The mean absolute error.
     """
-    pred, truth = _missing_masked(pred, truth)
+    pred, truth = mask_missing(pred, truth)
     err = abs(pred - truth)
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -398,7 +416,7 @@ def acc(
     xarray.DataArray or xarray.Dataset
         The ACC, between -1 and 1.
     """
-    pred, truth, climatology = _missing_masked(pred, truth, climatology)
+    pred, truth, climatology = mask_missing(pred, truth, climatology)
     fa = pred - climatology
     oa = truth - climatology
     dims = _reduce_dims(fa, reduce)
@@ -453,7 +471,7 @@ def ensemble_mean_rmse(
         The ensemble-mean RMSE.
     """
     _members(pred, member_dim, 1)
-    pred, truth = _missing_masked(pred, truth, member_dim=member_dim)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     return rmse(pred.mean(member_dim, skipna=False), truth, reduce=reduce, region=region)
 
 
@@ -486,7 +504,7 @@ def spread(
         The spread, in the units of the input.
     """
     _members(pred, member_dim, 2)
-    (pred,) = _missing_masked(pred, member_dim=member_dim)
+    (pred,) = mask_missing(pred, member_dim=member_dim)
     var = pred.var(member_dim, ddof=1, skipna=False)
     return np.sqrt(_mean(var, _reduce_dims(var, reduce), region))
 
@@ -523,7 +541,7 @@ def spread_skill_ratio(
         The ratio; below 1 means under-dispersive.
     """
     m = _members(pred, member_dim, 2)
-    pred, truth = _missing_masked(pred, truth, member_dim=member_dim)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     kwargs = {"member_dim": member_dim, "reduce": reduce, "region": region}
     return spread_skill(spread(pred, **kwargs), ensemble_mean_rmse(pred, truth, **kwargs), m)
 
@@ -619,7 +637,7 @@ def crps(
     (0.0, 0.5)
     """
     m = _members(pred, member_dim, 2 if fair else 1)
-    pred, truth = _missing_masked(pred, truth, member_dim=member_dim)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     skill = abs(pred - truth).mean(member_dim, skipna=False)
     if isinstance(pred, xr.Dataset):
         pairs = pred.map(_pairwise_abs_sum, member_dim=member_dim)
@@ -663,7 +681,7 @@ def rank_histogram(
         Frequencies with a ``rank`` dimension of length ``M + 1``.
     """
     m = _members(pred, member_dim, 1)
-    pred, truth = _missing_masked(pred, truth, member_dim=member_dim)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     ranks = (pred < truth).sum(member_dim)
     dims = _reduce_dims(ranks, reduce)
     scored = truth.notnull()
