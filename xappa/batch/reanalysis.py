@@ -31,18 +31,24 @@ sampled from the prior (``guidance=None``; its ``window_n_obs`` is 0).
   ``owned_start``, ``owned_end`` (its owned block, both included) over ``window``, and
   ``task_seed(window, member_group)``;
 * global attributes: the model's provenance, ``xappa_seed``, ``xappa_members``,
-  ``xappa_member_groups``, ``xappa_batch_window``, ``xappa_batch_overlap`` and
-  ``xappa_sampler_settings`` (the effective :func:`xappa.assimilate` settings as JSON).
+  ``xappa_member_groups``, ``xappa_batch_window``, ``xappa_batch_overlap``,
+  ``xappa_sampler_settings`` (the effective :func:`xappa.assimilate` settings as JSON),
+  ``xappa_output = "batch reanalysis"`` (the mark of a store xappa wrote, see
+  :mod:`xappa._outputs`) and ``xappa_complete`` (0 until every task is complete, then 1;
+  :func:`xappa.batch.open_reanalysis` refuses an incomplete store).
 
 **Resuming.** Run again with the same arguments: the store is checked against them (times,
 members and groups, variables, grid, windows, seeds, model weights and sampler settings;
 ``device`` and ``max_batch`` may change), complete tasks are skipped and the others run.
+``overwrite=True`` replaces a store that xappa wrote, and refuses anything else.
 A task writes its block, then its records, so a task marked complete is fully written; a
 task that was killed half-way is simply run again (writes are idempotent).
 
 **Fault tolerance.** On a cluster, tasks are submitted with ``retries``; a worker that dies
-has its tasks rescheduled by ``distributed``. The first task that still fails cancels the
-others and its error is raised; what was complete stays complete.
+has its running tasks rescheduled by ``distributed``. Each task's future is released as soon
+as its window is written, so no finished result stays pinned on a worker, and losing a
+worker never recomputes (or rewrites) a complete window. The first task that still fails
+cancels the others and its error is raised; what was complete stays complete.
 
 References
 ----------
@@ -326,7 +332,7 @@ def reanalysis(
     seed : int
         The base seed (>= 0); each task's seed derives from it, its window and group.
     overwrite : bool
-        Replace an existing store instead of resuming it.
+        Replace an existing store instead of resuming it (only a store that xappa wrote).
     retries : int
         Retries of a failing task on a cluster (a dead worker's tasks are rescheduled
         anyway).
@@ -348,6 +354,10 @@ def reanalysis(
     ValueError
         For a bad window, overlap, period, member count or seed, or an existing store that
         holds another reanalysis (the message lists what differs).
+    FileExistsError
+        If ``overwrite`` and ``out`` holds data that xappa did not write.
+    NotADirectoryError
+        If ``out`` lies inside a file.
     TypeError
         For unknown keyword arguments or a bad ``model``, ``obs`` or ``client``.
     KeyError
