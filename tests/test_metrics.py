@@ -300,6 +300,7 @@ def test_deterministic_with_nan_match_xskillscore(sst: tuple, ours, theirs: str)
     xr.testing.assert_allclose(ours(det, truth), expected)
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")  # properscoring, NaN
 def test_crps_with_nan_matches_xskillscore(sst: tuple) -> None:
     xs = pytest.importorskip("xskillscore")
     pred, truth = sst
@@ -315,6 +316,7 @@ def test_crps_with_nan_matches_xskillscore(sst: tuple) -> None:
     xr.testing.assert_allclose(metrics.crps(pred, truth), expected)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # NaN
 def test_rank_histogram_with_nan_matches_xskillscore(sst: tuple) -> None:
     xs = pytest.importorskip("xskillscore")
     pred, truth = sst

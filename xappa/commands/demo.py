@@ -229,20 +229,20 @@ def run(args: argparse.Namespace) -> int:
         f"{model.name!r} ({args.members} members, {args.sampler} {args.steps} steps, "
         f"seed {args.seed})"
     )
-    with xappa.set_options(device=args.device):
-        result = run_osse(
-            model,
-            seed=args.seed,
-            hours=args.hours,
-            members=args.members,
-            system=ObservingSystem(stations=args.stations),
-            climatology=climatology,
-            sampler=args.sampler,
-            steps=args.steps,
-            schedule=args.schedule,
-            corrections=args.corrections,
-            progress=False,
-        )
+    result = run_osse(
+        model,
+        seed=args.seed,
+        hours=args.hours,
+        members=args.members,
+        system=ObservingSystem(stations=args.stations),
+        climatology=climatology,
+        sampler=args.sampler,
+        steps=args.steps,
+        schedule=args.schedule,
+        corrections=args.corrections,
+        device=args.device,
+        progress=False,
+    )
     posterior = result.posterior
     posterior.attrs["title"] = "xappa demo: posterior ensemble of a shallow-water reanalysis"
     posterior.attrs["truth_seed"] = args.seed
