@@ -92,8 +92,12 @@ def test_deterministic_layout_and_values(truth: xr.Dataset) -> None:
 def test_ensemble_with_leads(truth: xr.Dataset) -> None:
     pred = _forecast(truth)
     out = evaluate(pred.chunk(time=2), truth.chunk(time=4), regions=["global", "tropics"])
-    assert dask.is_dask_collection(out["crps"])
-    out = out.compute()
+    assert not dask.is_dask_collection(out["crps"])  # computed, batch by batch
+    eager = evaluate(pred, truth, regions=["global", "tropics"])
+    xr.testing.assert_allclose(out, eager)
+    xr.testing.assert_allclose(
+        evaluate(pred, truth, regions=["global", "tropics"], time_batch=3), eager
+    )
     for name in ("rmse", "skill", "spread", "ssr", "crps", "rmse_member", "rank_histogram"):
         assert name in out
     assert out["crps"].dims == ("region", "variable", "lead")
@@ -185,10 +189,15 @@ def test_cli_inputs_in_a_fixed_variable_order(truth: xr.Dataset, tmp_path: Path)
     assert all(ds[n].attrs == field.attrs for n in names)
 
 
-def test_cli_missing_input(tmp_path: Path) -> None:
-    args = ["evaluate", "--pred", str(tmp_path / "nope.zarr"), "--truth", "x", "--out", "o"]
+def test_cli_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    args = ["evaluate", "--pred", str(tmp_path / "nope.zarr"), "--truth", "x", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xappa evaluate: error: --pred") and "nope.zarr" in err
+    assert not out.exists()
     with pytest.raises(FileNotFoundError, match="nope.zarr"):
-        main(args)
+        main(["--debug", *args])
 
 
 def _wb2_climatology(truth: xr.Dataset) -> xr.Dataset:
@@ -218,6 +227,118 @@ def test_wb2_climatology_with_leads(truth: xr.Dataset, tmp_path: Path) -> None:
     truth.to_netcdf(tmp_path / "truth.nc")
     clim.to_netcdf(tmp_path / "clim.nc")
     args = ["evaluate", "--pred", str(tmp_path / "pred.nc"), "--truth", str(tmp_path / "truth.nc")]
-    assert main([*args, "--climatology", str(tmp_path / "clim.nc"), "--out", str(tmp_path)]) == 0
-    with xr.open_dataset(tmp_path / "metrics.nc") as ds:
+    out = tmp_path / "report"
+    assert main([*args, "--climatology", str(tmp_path / "clim.nc"), "--out", str(out)]) == 0
+    with xr.open_dataset(out / "metrics.nc") as ds:
         np.testing.assert_allclose(ds["acc"].values, 1.0)
+
+
+def test_units_converted_to_the_truths(truth: xr.Dataset) -> None:
+    pred = truth.copy()
+    pred["2m_temperature"] = (truth["2m_temperature"] - 273.15 + 1.0).assign_attrs(units="degC")
+    out = evaluate(pred, truth)  # degC against K: converted, not scored as 273.15 off
+    score = out.sel(region="global", variable="2m_temperature")
+    assert float(score["rmse"]) == pytest.approx(1.0)
+    assert str(score["units"].values) == "K"
+    clim = truth.mean("time")
+    clim["2m_temperature"] = (clim["2m_temperature"] - 273.15).assign_attrs(units="degC")
+    np.testing.assert_allclose(evaluate(truth, truth, climatology=clim)["acc"], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("units", "match"),
+    [
+        (
+            "hPa",
+            (
+                r"pred variable '2m_temperature' has units 'hPa'; expected units convertible"
+                r" to 'K'.*the units of truth variable '2m_temperature'"
+            ),
+        ),
+        ("furlongs", r"pred variable '2m_temperature' has units 'furlongs'.*'K'"),
+    ],
+    ids=["not-convertible", "unknown"],
+)
+def test_units_refused(truth: xr.Dataset, units: str, match: str) -> None:
+    pred = truth.copy()
+    pred["2m_temperature"] = pred["2m_temperature"].assign_attrs(units=units)
+    with pytest.raises(ValueError, match=match):
+        evaluate(pred, truth)
+
+
+def _peak_bytes(pred: xr.Dataset, truth: xr.Dataset, **kwargs: object) -> tuple:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        return evaluate(pred, truth, **kwargs), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_streams_dask_inputs_in_time_batches(tmp_path: Path) -> None:
+    """Inputs held in one dask chunk each are read and scored a batch of times at a time."""
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2021-01-01", periods=24, freq="h")
+    coords = {"time": times, "latitude": np.linspace(89.0, -89.0, 181), "longitude": LON}
+    shape = (times.size, 181, LON.size)
+    truth = xr.Dataset({"t": (tuple(coords), 280 + rng.normal(size=shape))}, coords=coords)
+    pred = truth + rng.normal(size=shape)
+    pred.to_netcdf(tmp_path / "pred.nc")
+    truth.to_netcdf(tmp_path / "truth.nc")
+    eager = evaluate(pred, truth)
+    with (
+        xr.open_dataset(tmp_path / "pred.nc", chunks={}) as p,
+        xr.open_dataset(tmp_path / "truth.nc", chunks={}) as t,
+    ):
+        assert p["t"].data.numblocks[1] == 1  # one chunk over all times
+        evaluate(p.isel(time=[0]), t)  # first use: imports and caches, not counted
+        whole, whole_peak = _peak_bytes(p, t, time_batch=24)
+        batched, batched_peak = _peak_bytes(p, t, time_batch=8)
+    xr.testing.assert_allclose(batched, eager)
+    xr.testing.assert_allclose(whole, eager)
+    assert batched_peak < whole_peak / 2, f"{batched_peak} bytes in batches of 8 of 24 times"
+
+
+def test_report_never_replaces_what_xappa_did_not_write(truth: xr.Dataset, tmp_path: Path) -> None:
+    from xappa.evaluation import write_report
+
+    scores = evaluate(truth + 1.0, truth)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.nc").write_text("my own file")
+    with pytest.raises(FileExistsError, match=r"holds data that xappa did not write"):
+        write_report(scores, mine)
+    assert (mine / "metrics.nc").read_text() == "my own file"
+    with pytest.raises(FileExistsError, match=r"is an existing file"):
+        write_report(scores, mine / "metrics.nc")
+    with pytest.raises(NotADirectoryError, match=r"lies inside .*metrics.nc.*which is a file"):
+        write_report(scores, mine / "metrics.nc" / "report")
+    report = tmp_path / "report"
+    write_report(scores, report)
+    (report / "notes.txt").write_text("mine")  # the user's, next to the report
+    with pytest.raises(FileExistsError, match=r"already holds an xappa evaluation report"):
+        write_report(scores, report)
+    write_report(scores * 2, report, overwrite=True)
+    with xr.open_dataset(report / "metrics.nc") as ds:
+        np.testing.assert_allclose(ds["rmse"].values, 2.0)
+    assert (report / "notes.txt").read_text() == "mine"
+
+
+def test_cli_out_onto_a_file(truth: xr.Dataset, tmp_path: Path, capsys) -> None:
+    truth.to_netcdf(tmp_path / "truth.nc")
+    (tmp_path / "report.txt").write_text("keep me")
+    args = [
+        "evaluate",
+        "--pred",
+        str(tmp_path / "truth.nc"),
+        "--truth",
+        str(tmp_path / "truth.nc"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "report.txt")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"xappa evaluate: error: --out {str(tmp_path / 'report.txt')!r} is an existing file; expected a new path, an empty directory or an earlier output of xappa\n"
+    )
+    assert (tmp_path / "report.txt").read_text() == "keep me"

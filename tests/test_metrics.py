@@ -238,3 +238,119 @@ def test_errors(ens: tuple) -> None:
         metrics.spread(pred, member_dim="ens")
     with pytest.raises(ValueError, match="at least 2 members"):
         metrics.crps(pred.isel(member=[0]), truth)
+
+
+# --- missing values: one policy (WB2 with skipna=True) in every metric -----------------------
+
+NAN_DIMS = ["time", "latitude", "longitude"]
+
+
+@pytest.fixture
+def sst() -> tuple[xr.DataArray, xr.DataArray]:
+    """An SST-like ensemble: the truth is NaN over a land block, one member NaN at a point."""
+    rng = np.random.default_rng(3)
+    coords = {"time": np.arange(3), "latitude": LAT, "longitude": LON}
+    truth = xr.DataArray(
+        290 + rng.normal(size=(3, 4, 8)), dims=("time", "latitude", "longitude"), coords=coords
+    )
+    pred = xr.DataArray(
+        truth.values + rng.normal(size=(4, 3, 4, 8)), dims=("member", *truth.dims), coords=coords
+    )
+    truth[:, 1:3, 2:5] = np.nan  # land
+    pred[2, 1, 0, 6] = np.nan  # one member missing at a sea point
+    pred[:, 2, 3, 0] = np.nan  # a whole ensemble missing at another
+    return pred, truth
+
+
+def _policy(pred: xr.DataArray, truth: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """The documented policy, spelt out: a point with any NaN is left out of everything."""
+    valid = truth.notnull() & pred.notnull().all("member")
+    return pred.where(valid), truth.where(valid)
+
+
+def _weights_like(truth: xr.DataArray) -> xr.DataArray:
+    return xr.DataArray(_w(), dims=("latitude", "longitude")).broadcast_like(truth)
+
+
+def test_crps_nan_member_does_not_leak_the_level() -> None:
+    pred = xr.DataArray([[300.0, 301.0, np.nan], [300.0, 301.0, 302.0]], dims=("longitude", "m"))
+    truth = xr.DataArray([300.5, 300.5], dims="longitude")
+    score = metrics.crps(pred, truth, member_dim="m")
+    # the point with a missing member is left out: the score is the other point's
+    alone = metrics.crps(pred.isel(longitude=[1]), truth.isel(longitude=[1]), member_dim="m")
+    assert float(score) == pytest.approx(float(alone)) and float(score) < 1.0
+    assert np.isnan(float(metrics.crps(pred.isel(longitude=[0]), truth[:1], member_dim="m")))
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (metrics.rmse, "rmse"),
+        (metrics.mae, "mae"),
+        (metrics.bias, "me"),
+        (metrics.mse, "mse"),
+    ],
+    ids=["rmse", "mae", "bias", "mse"],
+)
+def test_deterministic_with_nan_match_xskillscore(sst: tuple, ours, theirs: str) -> None:
+    xs = pytest.importorskip("xskillscore")
+    pred, truth = sst
+    det = pred.isel(member=2, drop=True)  # NaN at one sea point, the truth NaN over land
+    expected = getattr(xs, theirs)(det, truth, NAN_DIMS, weights=_weights_like(truth), skipna=True)
+    xr.testing.assert_allclose(ours(det, truth), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")  # properscoring, NaN
+def test_crps_with_nan_matches_xskillscore(sst: tuple) -> None:
+    xs = pytest.importorskip("xskillscore")
+    pred, truth = sst
+    p, t = _policy(pred, truth)
+    expected = xs.crps_ensemble(t, p, dim=NAN_DIMS, weights=_weights_like(truth))
+    xr.testing.assert_allclose(metrics.crps(pred, truth, fair=False), expected)
+    # fair CRPS: properscoring's point values, corrected to the fair estimator by hand
+    m = pred.sizes["member"]
+    points = xs.crps_ensemble(t, p, dim=[])
+    pairs = np.abs(p.values[:, None] - p.values[None, :]).sum((0, 1))
+    fair = points + pairs / (2 * m * m) - pairs / (2 * m * (m - 1))
+    expected = fair.weighted(_weights_like(truth)).mean(NAN_DIMS)
+    xr.testing.assert_allclose(metrics.crps(pred, truth), expected)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # NaN
+def test_rank_histogram_with_nan_matches_xskillscore(sst: tuple) -> None:
+    xs = pytest.importorskip("xskillscore")
+    pred, truth = sst
+    lat = np.array([-45.0, 45.0])  # equal weights: frequencies are plain counts
+    pred, truth = pred.isel(latitude=[0, 3]), truth.isel(latitude=[0, 3])
+    pred, truth = pred.assign_coords(latitude=lat), truth.assign_coords(latitude=lat)
+    p, t = _policy(pred, truth)
+    counts = xs.rank_histogram(t, p, dim=NAN_DIMS)
+    hist = metrics.rank_histogram(pred, truth)
+    np.testing.assert_allclose(hist.values, counts.values / counts.values.sum())
+    assert float(hist.sum()) == pytest.approx(1.0)  # NaN truths are not counted as rank 0
+
+
+def test_acc_and_ssr_use_the_same_points_throughout(sst: tuple) -> None:
+    pred, truth = sst
+    clim = truth.mean("time") * 0 + 290.0
+    det = pred.mean("member", skipna=False)  # NaN where any member is
+    p, t = _policy(pred, truth)
+    w = _w()
+    ok = np.isfinite(t.values)
+
+    def space(x: np.ndarray) -> np.ndarray:  # weighted mean over the valid points, per time
+        return (np.where(ok, x, 0) * w).sum((-2, -1)) / (ok * w).sum((-2, -1))
+
+    def total(x: np.ndarray) -> float:  # weighted mean over the valid points and times
+        return float((np.where(ok, x, 0) * w).sum() / (ok * w).sum())
+
+    fa, oa = (p.mean("member") - clim).values, (t - clim).values
+    expected_acc = (space(fa * oa) / np.sqrt(space(fa**2) * space(oa**2))).mean()
+    assert float(metrics.acc(det, truth, clim)) == pytest.approx(expected_acc, rel=1e-12)
+    m = pred.sizes["member"]
+    spread = np.sqrt(total(p.var("member", ddof=1).values))
+    skill = np.sqrt(total((p.mean("member") - t).values ** 2))
+    ssr = np.sqrt((m + 1) / m) * spread / skill
+    assert float(metrics.spread_skill_ratio(pred, truth)) == pytest.approx(ssr, rel=1e-12)
+    weight = metrics.valid_weight(t)
+    assert float(weight) == pytest.approx((ok * w).sum())

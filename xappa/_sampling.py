@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from xappa.convert import find_coord
 from xappa.core.diffusion.schedule import SCHEDULE_NAMES, create_schedule
-from xappa.options import get_options
+from xappa.options import check_device, get_options
 
 _SAMPLERS = ("ddpm", "ddim", "lms", "pc", "heun")
 
@@ -44,10 +44,14 @@ def check_positive_int(value: Any, name: str) -> int:
 
 
 def resolve_device(device: torch.device | str | None, default: torch.device) -> torch.device:
-    """Return the device to run on: the argument, the ``device`` option, or ``default``."""
+    """Return the device to run on: the argument, the ``device`` option, or ``default``.
+
+    A device asked for is checked with :func:`xappa.options.check_device`: a ValueError
+    names it and the devices available, where torch would raise its own errors later.
+    """
     if device is None:
         device = get_options()["device"]
-    return default if device is None else torch.device(device)
+    return default if device is None else check_device(device)
 
 
 def generator(seed: int, *key: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -23,14 +23,29 @@ from __future__ import annotations
 
 __all__ = ["evaluate", "write_report"]
 
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask
 import numpy as np
 import xarray as xr
 
 from xappa import metrics as m
+from xappa._outputs import check_target, clear_directory, write_manifest
+from xappa._sampling import check_positive_int
 from xappa.align import align, find_lead_dim, normalize_grid
+from xappa.batch.reader import check_complete
+from xappa.batch.store import RECORD_VARIABLES
+from xappa.units import units_conversion
+
+#: The bytes of prediction and truth that one time batch of dask-backed inputs holds, at most
+#: (or one time, when a time alone is larger).
+BATCH_BYTES = 256 * 2**20
+
+#: What :func:`write_report` writes (the kind recorded in the directory's manifest).
+REPORT = "evaluation report"
 
 _LAYOUT = (
     "metrics per region and variable (one entry per variable and level); "
@@ -38,20 +53,27 @@ _LAYOUT = (
 )
 
 
-def _metric_set(
+def _partials(
     pred: xr.DataArray,
     truth: xr.DataArray,
     *,
     member_dim: str,
-    reduce: Sequence[str] | None,
+    reduce: list[str],
     region: xr.DataArray,
     climatology: xr.DataArray | None,
 ) -> dict[str, xr.DataArray]:
-    kw = {"reduce": reduce, "region": region}
+    """Return the parts of every metric over ``reduce`` (time kept), and their weight.
+
+    Means (not their square roots) over ``reduce``, so that those of successive time
+    batches combine exactly, weighted by ``weight`` (:func:`xappa.metrics.valid_weight`).
+    """
     ensemble = member_dim in pred.dims
-    det = pred.mean(member_dim) if ensemble else pred
+    pred, truth = m.mask_missing(pred, truth, member_dim=member_dim if ensemble else None)
+    kw = {"reduce": reduce, "region": region}
+    det = pred.mean(member_dim, skipna=False) if ensemble else pred
     out = {
-        "rmse": m.rmse(det, truth, **kw),
+        "weight": m.valid_weight(truth, **kw),
+        "mse": m.mse(det, truth, **kw),
         "bias": m.bias(det, truth, **kw),
         "mae": m.mae(det, truth, **kw),
     }
@@ -59,14 +81,109 @@ def _metric_set(
         out["acc"] = m.acc(det, truth, climatology, **kw)
     if ensemble:
         ek = {"member_dim": member_dim, **kw}
-        out["rmse_member"] = np.sqrt(m.mse(pred, truth, **kw).mean(member_dim))
-        out["skill"] = m.ensemble_mean_rmse(pred, truth, **ek)
+        out["mse_member"] = m.mse(pred, truth, **kw)
         if pred.sizes[member_dim] > 1:
-            out["spread"] = m.spread(pred, **ek)
-            out["ssr"] = m.spread_skill_ratio(pred, truth, **ek)
+            out["variance"] = m.spread(pred, **ek) ** 2
             out["crps"] = m.crps(pred, truth, **ek)
         out["rank_histogram"] = m.rank_histogram(pred, truth, **ek)
     return out
+
+
+def _metric_set(
+    parts: dict[str, xr.DataArray], *, over_time: bool, member_dim: str, members: int
+) -> dict[str, xr.DataArray]:
+    """Return the metrics from their parts, averaged over time when ``over_time``."""
+    weight = parts["weight"]
+    total = weight.sum("time") if over_time else weight
+
+    def mean(x: xr.DataArray) -> xr.DataArray:
+        if not over_time:
+            return x
+        return (x.fillna(0.0) * weight).sum("time") / total.where(total > 0)
+
+    out = {"rmse": np.sqrt(mean(parts["mse"])), "bias": mean(parts["bias"])}
+    out["mae"] = mean(parts["mae"])
+    if "acc" in parts:
+        out["acc"] = parts["acc"].mean("time", skipna=True) if over_time else parts["acc"]
+    if "mse_member" in parts:
+        out["rmse_member"] = np.sqrt(mean(parts["mse_member"]).mean(member_dim))
+        out["skill"] = out["rmse"]
+        if "variance" in parts:
+            out["spread"] = np.sqrt(mean(parts["variance"]))
+            out["ssr"] = m.spread_skill(out["spread"], out["skill"], members)
+            out["crps"] = mean(parts["crps"])
+        out["rank_histogram"] = mean(parts["rank_histogram"])
+    return out
+
+
+def _in_units_of(ds: xr.Dataset, like: xr.Dataset, role: str) -> xr.Dataset:
+    """Return ``ds`` with each variable converted to the units of ``like``'s, or raise."""
+    for name in ds.data_vars:
+        have, want = ds[name].attrs.get("units"), like[name].attrs.get("units")
+        if have is None or want is None or str(have) == str(want):
+            continue
+        try:
+            conv = units_conversion(str(have), str(want), name=f"{role} variable {name!r}")
+        except ValueError as err:
+            msg = f"{err}, the units of truth variable {name!r}"
+            raise ValueError(msg) from None
+        attrs = {**ds[name].attrs, "units": str(want)}
+        ds[name] = conv.apply(ds[name]).assign_attrs(attrs)
+    return ds
+
+
+def _aligned(
+    pred: xr.Dataset, truth: xr.Dataset, member_dim: str, *, quiet: bool = False
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Align the scored variables (no batch-store records), the prediction in truth's units."""
+    pred, truth = (d.drop_vars([v for v in RECORD_VARIABLES if v in d]) for d in (pred, truth))
+    with warnings.catch_warnings():
+        if quiet:  # a batch of what was aligned (and warned about) as a whole
+            warnings.simplefilter("ignore")
+        pred_a, truth_a = align(pred, truth, member_dim=member_dim)
+    return _in_units_of(pred_a, truth_a, "pred"), truth_a
+
+
+def _label_slice(ds: xr.Dataset, first: object, last: object) -> xr.Dataset:
+    """Select ``first`` to ``last`` of ``ds``'s times: a slice if they are sorted."""
+    index = ds.indexes["time"]
+    if index.is_monotonic_increasing:
+        return ds.sel(time=slice(first, last))
+    return ds.isel(time=np.flatnonzero((index >= first) & (index <= last)))
+
+
+def _raw_batch(
+    pred: xr.Dataset, truth: xr.Dataset, pred_a: xr.Dataset, part: slice
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Return the inputs over the times of ``pred_a.isel(time=part)`` (valid times for truth)."""
+    times = pred_a["time"].values[part]
+    lead = find_lead_dim(pred_a)
+    valid = times if lead is None else (times[:, None] + pred_a[lead].values[None, :]).ravel()
+    return (
+        _label_slice(pred, times.min(), times.max()),
+        _label_slice(truth, valid.min(), valid.max()),
+    )
+
+
+def _time_batches(pred: xr.Dataset, truth: xr.Dataset, time_batch: int | None) -> list[slice]:
+    """Return the time slices to compute one after the other (all at once for numpy data)."""
+    if "time" not in pred.dims or "time" not in truth.dims:
+        return [slice(None)]
+    lazy = any(v.chunks is not None for d in (pred, truth) for v in d.data_vars.values())
+    if time_batch is None and not lazy:
+        return [slice(None)]
+    n = pred.sizes["time"]
+    if time_batch is None:
+        per_time = sum(d.nbytes for d in (pred, truth)) / max(n, 1)
+        time_batch = max(1, int(BATCH_BYTES // max(per_time, 1)))
+    time_batch = check_positive_int(time_batch, "time_batch")
+    return [slice(i, i + time_batch) for i in range(0, n, time_batch)]
+
+
+def _concat_time(batches: list[dict[str, xr.DataArray]]) -> dict[str, xr.DataArray]:
+    if len(batches) == 1:
+        return batches[0]
+    return {k: xr.concat([b[k] for b in batches], dim="time") for k in batches[0]}
 
 
 def _climatology_at(clim: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
@@ -119,8 +236,16 @@ def evaluate(
     regions: Sequence[str] = ("global",),
     reduce: Sequence[str] | None = None,
     member_dim: str = "member",
+    time_batch: int | None = None,
+    complete: str = "raise",
 ) -> xr.Dataset:
     """Score a prediction (deterministic or ensemble) against a truth.
+
+    Values are compared in the truth's units: a prediction (or climatology) in other,
+    convertible units (``K`` and ``degC``, ``Pa`` and ``hPa``, ...) is converted first.
+    Missing values follow the NaN policy of :mod:`xappa.metrics`. Dask-backed inputs are
+    streamed: computed ``time_batch`` times at a time, so that memory holds one batch, not
+    the whole input.
 
     Parameters
     ----------
@@ -142,12 +267,27 @@ def evaluate(
         present). Leave ``time`` out to get scores per time.
     member_dim : str, default "member"
         Name of the ensemble dimension.
+    time_batch : int, optional
+        Times computed at once (default: all for in-memory inputs; for dask-backed ones, as
+        many as fit in :data:`BATCH_BYTES`).
+    complete : {"raise", "warn", "ignore"}
+        What to do when ``pred`` or ``truth`` is a batch reanalysis store (or a part of one)
+        with windows an interrupted run did not write (see
+        :func:`xappa.batch.check_complete`).
 
     Returns
     -------
     xarray.Dataset
-        The metrics, lazy when the inputs are dask-backed; the layout is described in
-        :mod:`xappa.evaluation`.
+        The metrics, computed; the layout is described in :mod:`xappa.evaluation`.
+
+    Raises
+    ------
+    ValueError
+        If a variable's units in ``pred`` (or ``climatology``) differ from the truth's and
+        cannot be converted (the message names the variable and both units), if the inputs
+        do not overlap, or if a batch reanalysis is incomplete and ``complete="raise"``.
+    KeyError
+        If ``pred`` and ``truth`` share no variable, or ``climatology`` lacks one.
 
     Examples
     --------
@@ -161,26 +301,56 @@ def evaluate(
     >>> float(scores["rmse"].sel(region="global", variable="z"))
     1.0
     """
-    pred_a, truth_a = align(pred, truth, member_dim=member_dim)
+    check_complete(pred, complete, name="pred")
+    check_complete(truth, complete, name="truth")
+    pred_a, truth_a = _aligned(pred, truth, member_dim)
+    clims = {}
+    if climatology is not None:
+        for name in pred_a.data_vars:
+            if name not in climatology:
+                msg = f"climatology has no variable {name!r}; found {list(climatology)}"
+                raise KeyError(msg)
+        clims = _in_units_of(
+            normalize_grid(climatology[list(pred_a.data_vars)]), truth_a, "climatology"
+        )
     # One weighted mean for all regions: the masks stacked along ``region``.
     masks = xr.concat(
         [m.region_mask(truth_a, name) for name in regions], dim="region"
     ).assign_coords(region=list(regions))
+    wanted = (
+        m.DEFAULT_REDUCE if reduce is None else [reduce] if isinstance(reduce, str) else reduce
+    )
+    over_time = "time" in wanted and "time" in truth_a.dims
+    inner = [d for d in wanted if not (d == "time" and over_time)]
+    if reduce is None:
+        inner = [d for d in inner if d in truth_a.dims]
+    names = list(pred_a.data_vars)
+    batches: dict[str, list[dict[str, xr.DataArray]]] = {name: [] for name in names}
+    for part in _time_batches(pred_a, truth_a, time_batch):
+        if part == slice(None):
+            p, t = pred_a, truth_a
+        else:  # align the batch alone: reads only its times, even from one big dask chunk
+            p, t = _aligned(*_raw_batch(pred, truth, pred_a, part), member_dim, quiet=True)
+        c = {name: _climatology_at(clims[name], t[name]) for name in names} if clims else {}
+        p, t, c = dask.compute(p, t, c)  # one batch in memory, read in one pass
+        for name in names:
+            batches[name].append(
+                _partials(
+                    p[name],
+                    t[name],
+                    member_dim=member_dim,
+                    reduce=inner,
+                    region=masks,
+                    climatology=c.get(name),
+                )
+            )
     entries: list[dict[str, xr.DataArray]] = []
-    for name in pred_a.data_vars:
-        clim = None
-        if climatology is not None:
-            if name not in climatology:
-                msg = f"climatology has no variable {name!r}; found {list(climatology)}"
-                raise KeyError(msg)
-            clim = _climatology_at(normalize_grid(climatology[[name]])[name], truth_a[name])
+    for name in names:
         scores = _metric_set(
-            pred_a[name],
-            truth_a[name],
+            _concat_time(batches[name]),
+            over_time=over_time,
             member_dim=member_dim,
-            reduce=reduce,
-            region=masks,
-            climatology=clim,
+            members=int(pred_a.sizes.get(member_dim, 0)),
         )
         units = str(truth_a[name].attrs.get("units", pred_a[name].attrs.get("units", "")))
         entries.extend(_channels(name, scores, units))
@@ -225,8 +395,13 @@ def write_report(
     pred: xr.Dataset | None = None,
     truth: xr.Dataset | None = None,
     member_dim: str = "member",
+    overwrite: bool = False,
 ) -> Path:
     """Write ``metrics.nc``, PNG plots and ``summary.md`` into a directory.
+
+    The directory must be new, empty, or an earlier report (replaced when ``overwrite``);
+    its manifest (:mod:`xappa._outputs`) lists what was written, so that nothing else in
+    it is ever replaced.
 
     Parameters
     ----------
@@ -238,24 +413,41 @@ def write_report(
         The prediction and truth, for the spectra and error maps (skipped without them).
     member_dim : str, default "member"
         Name of the ensemble dimension of ``pred``.
+    overwrite : bool, default False
+        Replace an earlier report in ``out``.
 
     Returns
     -------
     pathlib.Path
         The path of ``summary.md``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a file, holds files that xappa did not write, or holds an earlier
+        report and ``overwrite`` is false.
+    NotADirectoryError
+        If ``out`` lies inside a file.
     """
     from xappa import plot
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    state = check_target(out, role="out", overwrite=overwrite, hint="pass overwrite=True")
     metrics = metrics.compute()
-    metrics.to_netcdf(out / "metrics.nc")
-    figures = plot.metric_figures(metrics, out)
-    if pred is not None and truth is not None:
-        pred_a, truth_a = align(pred, truth, member_dim=member_dim)
-        figures += plot.field_figures(pred_a, truth_a, out, member_dim=member_dim)
-    summary = out / "summary.md"
-    summary.write_text(_markdown(metrics, figures))
+    if state == "directory":
+        clear_directory(out)
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(out))
+    try:
+        metrics.to_netcdf(out / "metrics.nc")
+        figures = plot.metric_figures(metrics, out)
+        if pred is not None and truth is not None:
+            pred_a, truth_a = _aligned(pred, truth, member_dim)
+            figures += plot.field_figures(pred_a, truth_a, out, member_dim=member_dim)
+        summary = out / "summary.md"
+        summary.write_text(_markdown(metrics, figures))
+    finally:
+        write_manifest(out, REPORT, set(os.listdir(out)) - before)
     return summary
 
 

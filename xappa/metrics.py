@@ -10,6 +10,18 @@ Averages over ``latitude`` use WeatherBench 2's cell-area weights (:func:`lat_we
 an optional ``region`` mask (:func:`region_mask`) multiplies these weights. Ensemble
 metrics take the members along ``member_dim`` (``"member"`` by default).
 
+**Missing values (NaN).** Every metric follows one policy, WeatherBench 2's evaluation with
+``skipna=True``: a NaN is a missing value, never a number. A point (one time, level and grid
+cell) is missing when the truth is NaN there, or the prediction, or any member of an
+ensemble, or the climatology (for :func:`acc`); NaN propagates along the member dimension,
+as in WB2's ensemble metrics. A missing point is left out of every term of a metric alike:
+the numerator and the denominator of :func:`acc`, the spread and the skill of
+:func:`spread_skill_ratio`, every rank of :func:`rank_histogram`, both terms of
+:func:`crps`. The averages over ``reduce`` are then taken over the remaining points, their
+weights renormalised, so a field that is NaN over land (sea-surface temperature) is scored
+over the sea. A score is NaN only where no point is left. :func:`mask_missing` applies the
+policy; :func:`valid_weight` gives the total weight of the points that are scored.
+
 References
 ----------
 - Rasp et al. (2024). WeatherBench 2: A benchmark for the next generation of data-driven
@@ -29,12 +41,15 @@ __all__ = [
     "ensemble_mean_rmse",
     "lat_weights",
     "mae",
+    "mask_missing",
     "mse",
     "rank_histogram",
     "region_mask",
     "rmse",
     "spread",
+    "spread_skill",
     "spread_skill_ratio",
+    "valid_weight",
 ]
 
 from collections.abc import Sequence
@@ -170,16 +185,93 @@ def _reduce_dims(x: xr.DataArray | xr.Dataset, reduce: Sequence[str] | None) -> 
     return list(reduce)
 
 
-def _mean(x: T, dims: Sequence[str], region: xr.DataArray | None) -> T:
-    """Average over ``dims`` with latitude-area weights and an optional region mask."""
-    weights = None
-    if "latitude" in dims:
-        weights = lat_weights(x["latitude"])
+def mask_missing(*arrays: T, member_dim: str | None = None) -> tuple[T, ...]:
+    """Apply the NaN policy: mask every input where any input is NaN (any member, too).
+
+    Parameters
+    ----------
+    *arrays : xarray.DataArray or xarray.Dataset
+        Inputs that broadcast against each other (prediction, truth, climatology).
+    member_dim : str, optional
+        The ensemble dimension, along which one NaN member makes the whole point missing.
+
+    Returns
+    -------
+    tuple
+        The inputs, NaN at every missing point (broadcast to the dimensions of all).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> pred = xr.DataArray([[1.0, np.nan], [2.0, 3.0]], dims=("longitude", "member"))
+    >>> truth = xr.DataArray([1.5, 2.5], dims="longitude")
+    >>> mask_missing(pred, truth, member_dim="member")[1].values
+    array([nan, 2.5])
+    """
+    valid = arrays[0].notnull()
+    for a in arrays[1:]:
+        valid = valid & a.notnull()
+    if member_dim is not None and member_dim in valid.dims:
+        valid = valid.all(member_dim)
+    return tuple(a.where(valid) for a in arrays)
+
+
+def _weights(
+    x: xr.DataArray | xr.Dataset, dims: Sequence[str], region: xr.DataArray | None
+) -> xr.DataArray | None:
+    """Return the latitude-area weights (if ``latitude`` is reduced) times the region."""
+    weights = lat_weights(x["latitude"]) if "latitude" in dims else None
     if region is not None:
         weights = region if weights is None else weights * region
+    return weights
+
+
+def _mean(x: T, dims: Sequence[str], region: xr.DataArray | None) -> T:
+    """Average over ``dims`` with latitude-area weights and an optional region mask.
+
+    Missing (NaN) points are skipped and the weights renormalised over the others.
+    """
+    weights = _weights(x, dims, region)
     if weights is None:
-        return x.mean(dims)
-    return x.weighted(weights).mean(dims)
+        return x.mean(dims, skipna=True)
+    return x.weighted(weights).mean(dims, skipna=True)
+
+
+def valid_weight(
+    x: T, *, reduce: Sequence[str] | None = None, region: xr.DataArray | None = None
+) -> T:
+    """Return the total weight of the points of ``x`` that are not missing, over ``reduce``.
+
+    The weights are those of every average here (latitude-area weights times the region
+    mask; a count of points when ``latitude`` is not reduced). Weighted by it, means over
+    parts of ``reduce`` (e.g. per time) combine exactly into the mean over all of it.
+
+    Parameters
+    ----------
+    x : xarray.DataArray or xarray.Dataset
+        Values, NaN where missing (e.g. a truth already masked by the NaN policy).
+    reduce : sequence of str, optional
+        Dimensions summed over (default: those of ``time``, ``latitude``, ``longitude``
+        present).
+    region : xarray.DataArray, optional
+        A 0/1 mask from :func:`region_mask`.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        The sum of the weights of the valid points.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> x = xr.DataArray([1.0, np.nan, 3.0], dims="longitude")
+    >>> float(valid_weight(x))
+    2.0
+    """
+    dims = _reduce_dims(x, reduce)
+    present = x.notnull().astype(np.float64)
+    weights = _weights(x, dims, region)
+    return (present if weights is None else present * weights).sum(dims)
 
 
 def mse(
@@ -202,6 +294,7 @@ def mse(
     xarray.DataArray or xarray.Dataset
         The mean squared error over ``reduce``.
     """
+    pred, truth = mask_missing(pred, truth)
     err = (pred - truth) ** 2
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -257,6 +350,7 @@ def bias(
     xarray.DataArray or xarray.Dataset
         The mean error, positive where ``pred`` is too high.
     """
+    pred, truth = mask_missing(pred, truth)
     err = pred - truth
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -280,6 +374,7 @@ def mae(
     xarray.DataArray or xarray.Dataset
         The mean absolute error.
     """
+    pred, truth = mask_missing(pred, truth)
     err = abs(pred - truth)
     return _mean(err, _reduce_dims(err, reduce), region)
 
@@ -321,6 +416,7 @@ def acc(
     xarray.DataArray or xarray.Dataset
         The ACC, between -1 and 1.
     """
+    pred, truth, climatology = mask_missing(pred, truth, climatology)
     fa = pred - climatology
     oa = truth - climatology
     dims = _reduce_dims(fa, reduce)
@@ -332,7 +428,7 @@ def acc(
     corr = _mean(fa * oa, space, region) / np.sqrt(
         _mean(fa**2, space, region) * _mean(oa**2, space, region)
     )
-    return corr.mean(rest) if rest else corr
+    return corr.mean(rest, skipna=True) if rest else corr
 
 
 def _members(pred: xr.DataArray | xr.Dataset, member_dim: str, least: int) -> int:
@@ -375,7 +471,8 @@ def ensemble_mean_rmse(
         The ensemble-mean RMSE.
     """
     _members(pred, member_dim, 1)
-    return rmse(pred.mean(member_dim), truth, reduce=reduce, region=region)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
+    return rmse(pred.mean(member_dim, skipna=False), truth, reduce=reduce, region=region)
 
 
 def spread(
@@ -407,7 +504,8 @@ def spread(
         The spread, in the units of the input.
     """
     _members(pred, member_dim, 2)
-    var = pred.var(member_dim, ddof=1)
+    (pred,) = mask_missing(pred, member_dim=member_dim)
+    var = pred.var(member_dim, ddof=1, skipna=False)
     return np.sqrt(_mean(var, _reduce_dims(var, reduce), region))
 
 
@@ -443,9 +541,29 @@ def spread_skill_ratio(
         The ratio; below 1 means under-dispersive.
     """
     m = _members(pred, member_dim, 2)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     kwargs = {"member_dim": member_dim, "reduce": reduce, "region": region}
-    ratio = spread(pred, **kwargs) / ensemble_mean_rmse(pred, truth, **kwargs)
-    return np.sqrt((m + 1) / m) * ratio
+    return spread_skill(spread(pred, **kwargs), ensemble_mean_rmse(pred, truth, **kwargs), m)
+
+
+def spread_skill(spread: T, skill: T, members: int) -> T:
+    r"""Return the spread/skill ratio :math:`\sqrt{(M+1)/M}\,\mathrm{spread}/\mathrm{skill}`.
+
+    Parameters
+    ----------
+    spread : xarray.DataArray or xarray.Dataset
+        The spread (:func:`spread`).
+    skill : xarray.DataArray or xarray.Dataset
+        The skill on the same points (:func:`ensemble_mean_rmse`).
+    members : int
+        The ensemble size :math:`M`.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        The ratio (see :func:`spread_skill_ratio`).
+    """
+    return np.sqrt((members + 1) / members) * (spread / skill)
 
 
 def _sort_members(x: xr.DataArray, member_dim: str) -> xr.DataArray:
@@ -466,9 +584,8 @@ def _pairwise_abs_sum(x: xr.DataArray, member_dim: str) -> xr.DataArray:
     r"""Return :math:`\sum_{i,j} |x_i - x_j|` over members, in O(M log M) from sorting."""
     m = x.sizes[member_dim]
     coef = xr.DataArray(2.0 * (2.0 * np.arange(m) - m + 1), dims=member_dim)
-    return (_sort_members(x, member_dim).drop_vars(member_dim, errors="ignore") * coef).sum(
-        member_dim
-    )
+    ordered = _sort_members(x, member_dim).drop_vars(member_dim, errors="ignore")
+    return (ordered * coef).sum(member_dim, skipna=False)
 
 
 def crps(
@@ -520,7 +637,8 @@ def crps(
     (0.0, 0.5)
     """
     m = _members(pred, member_dim, 2 if fair else 1)
-    skill = abs(pred - truth).mean(member_dim)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
+    skill = abs(pred - truth).mean(member_dim, skipna=False)
     if isinstance(pred, xr.Dataset):
         pairs = pred.map(_pairwise_abs_sum, member_dim=member_dim)
     else:
@@ -563,7 +681,11 @@ def rank_histogram(
         Frequencies with a ``rank`` dimension of length ``M + 1``.
     """
     m = _members(pred, member_dim, 1)
+    pred, truth = mask_missing(pred, truth, member_dim=member_dim)
     ranks = (pred < truth).sum(member_dim)
     dims = _reduce_dims(ranks, reduce)
-    freq = [_mean((ranks == r).astype(np.float64), dims, region) for r in range(m + 1)]
+    scored = truth.notnull()
+    freq = [
+        _mean((ranks == r).astype(np.float64).where(scored), dims, region) for r in range(m + 1)
+    ]
     return xr.concat(freq, dim="rank").assign_coords(rank=np.arange(m + 1))

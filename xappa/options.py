@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["get_options", "set_options"]
+__all__ = ["available_devices", "check_device", "get_options", "set_options"]
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 _OPTIONS: dict[str, Any] = {
     "device": None,
@@ -13,8 +16,86 @@ _OPTIONS: dict[str, Any] = {
     "dtype": "float32",
 }
 
+
+def available_devices() -> list[str]:
+    """Return the devices torch can run on here, e.g. ``["cpu", "cuda:0", "cuda:1"]``.
+
+    Returns
+    -------
+    list of str
+        ``"cpu"``, then each CUDA device, then ``"mps"`` when available.
+    """
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    return ["cpu", *(f"cuda:{i}" for i in range(cuda)), *(["mps"] if mps else [])]
+
+
+def check_device(device: str | torch.device, *, name: str = "device") -> torch.device:
+    """Return ``device`` as a :class:`torch.device` if torch can run on it here, else raise.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        A device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+    name : str
+        What it is, for messages (e.g. ``"--device"``).
+
+    Returns
+    -------
+    torch.device
+        The device.
+
+    Raises
+    ------
+    ValueError
+        If torch cannot parse ``device``, or it is not available on this machine (the
+        message lists the devices that are).
+    TypeError
+        If ``device`` is neither a str nor a torch.device.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            dev = None
+        if dev is None:
+            msg = (
+                f"{name} must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps';"
+                f" found {device!r} (available here: {available_devices()})"
+            )
+            raise ValueError(msg)
+    else:
+        msg = f"{name} must be a str or a torch.device; found {type(device).__name__}"
+        raise TypeError(msg)
+    here = available_devices()
+    if dev.type == "cpu" or (dev.type == "mps" and "mps" in here):
+        return dev
+    cuda = [d for d in here if d.startswith("cuda")]
+    if dev.type == "cuda" and cuda and (dev.index is None or dev.index < len(cuda)):
+        return dev
+    msg = f"{name} {str(device)!r} is not available on this machine; available: {here}"
+    raise ValueError(msg)
+
+
+def _valid_device(value: Any) -> bool:
+    if value is not None:
+        check_device(value)  # raises with a message that lists the available devices
+    return True
+
+
 _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "device": (lambda v: v is None or isinstance(v, str), "None or a device string like 'cpu'"),
+    "device": (_valid_device, "None or an available device like 'cpu'"),
     "progress": (lambda v: isinstance(v, bool), "a bool"),
     "dtype": (lambda v: v in ("float32", "float64", "bfloat16", "float16"), "a float dtype name"),
 }
@@ -37,8 +118,16 @@ class set_options:
     Parameters
     ----------
     **kwargs
-        ``device`` (``None`` picks CUDA when available, else CPU), ``progress`` (show
-        progress bars on long work) and ``dtype`` (the default float dtype for models).
+        ``device`` (``None`` picks CUDA when available, else CPU; otherwise a device that
+        is available here, see :func:`check_device`), ``progress`` (show progress bars on
+        long work) and ``dtype`` (the default float dtype for models).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or a bad value (e.g. a device that is not available).
+    TypeError
+        For a device that is neither a str nor a torch.device.
 
     Examples
     --------

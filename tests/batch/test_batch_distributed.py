@@ -1,12 +1,21 @@
-"""A real local cluster gives the in-process result, even when a worker is killed mid-run."""
+"""A real local cluster gives the in-process result, even when a worker is killed mid-task.
+
+The kill is placed with dask's own events, not with timing: a worker plugin holds each task
+of window 2 and later at a gate and reports (on a dask Queue) which worker started it; a
+scheduler plugin sets an Event when the scheduler forgets a task (the driver released it
+once its window was written). The test kills a worker that is inside a held task and that
+computed a finished window, then opens the gates.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
+import re
 import signal
-import time
+import threading
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,17 +24,12 @@ import pytest
 import xappa
 import xappa.batch
 
-from .conftest import (
-    FAST,
-    N_WINDOWS,
-    RUN,
-    SEED,
-    assert_same_states,
-    complete_mask,
-    open_store,
-)
+from .conftest import FAST, N_WINDOWS, RUN, SEED, assert_same_states, open_store
 
 distributed = pytest.importorskip("distributed")
+
+STATE_VARIABLES = ("2m_temperature", "10m_u_component_of_wind", "10m_v_component_of_wind")
+WAIT = 120  # seconds: a failsafe on every wait, far above any step's duration
 
 
 @pytest.fixture(scope="module")
@@ -51,41 +55,109 @@ def test_cluster_matches_in_process(client, reference, obs, model_dir, period, t
     assert_same_states(out, reference)
 
 
-@pytest.mark.timeout(240)
-def test_worker_killed_mid_run(client, reference, obs, model_dir, period, tmp_path):
-    out = tmp_path / "killed.zarr"
+class Gate(distributed.WorkerPlugin):
+    """Hold the tasks of windows ``>= first`` until their Event is set; report every start."""
+
+    def __init__(self, token: str, first: int) -> None:
+        self.token, self.first = token, first
+
+    def setup(self, worker: Any) -> None:
+        from xappa.batch import tasks
+
+        original = tasks._assimilate
+        token, first = self.token, self.first
+
+        def gated(task: Any, model: Any) -> Any:
+            distributed.Queue(f"{token}-started").put((task.window, os.getpid()))
+            if task.window >= first:
+                distributed.Event(f"{token}-go-{task.window}").wait()
+            return original(task, model)
+
+        gated.original = original
+        tasks._assimilate = gated
+
+    def teardown(self, worker: Any) -> None:
+        from xappa.batch import tasks
+
+        tasks._assimilate = getattr(tasks._assimilate, "original", tasks._assimilate)
+
+
+class Released(distributed.diagnostics.plugin.SchedulerPlugin):
+    """Set the Event ``{token}-released-{k}`` when the scheduler forgets window k's task."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        match = re.fullmatch(r"xappa-reanalysis-\w+-w(\d+)-g0", str(key))
+        if match and finish == "forgotten":
+            name = f"{self.token}-released-{match[1]}"
+            self.scheduler.extensions["events"].event_set(name=name)
+
+
+def _chunk_files(out: Path, windows: range) -> dict[str, tuple[int, int]]:
+    """Inode and modification time (ns) of the chunk files written by ``windows``.
+
+    All state chunks that exist (the held windows have written none yet) and the record
+    chunks of ``windows`` (one per task, ``c/<window>/<group>``).
+    """
+    paths = [p for v in STATE_VARIABLES for p in (out / v / "c").rglob("*")]
+    for name in ("window_complete", "window_n_obs"):
+        paths += [p for k in windows for p in (out / name / "c" / str(k)).rglob("*")]
+    files = [p for p in paths if p.is_file()]
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+
+
+@pytest.mark.timeout(300)
+def test_worker_killed_rewrites_no_finished_window(
+    client, reference, obs, model_dir, period, tmp_path
+):
+    out, token, held = tmp_path / "killed.zarr", f"t{uuid.uuid4().hex[:8]}", 2
+    client.register_plugin(Released(token), name=f"{token}-released")
+    client.register_plugin(Gate(token, held), name=f"{token}-gate")
     pids = client.run(os.getpid)  # {worker address: pid}
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    run = executor.submit(
-        xappa.batch.reanalysis,
-        obs,
-        model_dir,
-        *period,
-        **RUN,
-        out=out,
-        client=client,
-        seed=SEED,
-        **FAST,
-    )
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and not run.done() and time.monotonic() < deadline:
-        mask = complete_mask(out)
-        done = 0 if mask is None else int(mask.sum())
-        if done >= 1:
-            busy = [a for a, keys in client.processing().items() if keys and a in pids]
-            address = busy[0] if busy else next(iter(pids))
-            os.kill(pids[address], signal.SIGKILL)
-            killed = (address, done, bool(busy))
-        time.sleep(0.02)
-    ds = run.result(timeout=150)  # raises the run's error, if any
-    executor.shutdown()
-    assert killed is not None, "no window completed before the run ended or timed out"
-    assert killed[1] < N_WINDOWS, "the run was already complete when the worker was killed"
-    assert killed[2], "the killed worker had no task"
-    assert ds.attrs["xappa_computed_windows"] == list(range(N_WINDOWS))
+    starts = distributed.Queue(f"{token}-started", client=client)
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["ds"] = xappa.batch.reanalysis(
+                obs, model_dir, *period, **RUN, out=out, client=client, seed=SEED, **FAST
+            )
+        except BaseException as err:  # noqa: BLE001 (re-raised by the test below)
+            result["error"] = err
+
+    driver = threading.Thread(target=run)
+    driver.start()
+    try:
+        seen: list[tuple[int, int]] = []
+        while {0, 1} - {k for k, _ in seen}:
+            seen.append(tuple(starts.get(timeout=WAIT)))
+        for k in range(held):
+            released = distributed.Event(f"{token}-released-{k}", client=client)
+            assert released.wait(timeout=WAIT), f"the driver kept window {k}'s finished task"
+        finished = _chunk_files(out, range(held))
+        computed = {pid for k, pid in seen if k < held}
+        while not any(k >= held and pid in computed for k, pid in seen):
+            seen.append(tuple(starts.get(timeout=WAIT)))
+        victim = next(pid for k, pid in seen if k >= held and pid in computed)
+        os.kill(victim, signal.SIGKILL)  # inside a held task, after finishing a window
+    finally:
+        for k in range(held, N_WINDOWS):
+            distributed.Event(f"{token}-go-{k}", client=client).set()
+        driver.join(WAIT * 2)
+        client.unregister_worker_plugin(f"{token}-gate")
+        client.unregister_scheduler_plugin(f"{token}-released")
+    if "error" in result:
+        raise result["error"]
+    assert result["ds"].attrs["xappa_computed_windows"] == list(range(N_WINDOWS))
+    after = _chunk_files(out, range(held))
+    assert len(finished) > 2 * held  # the blocks and records of windows 0 and 1
+    assert {k: after[k] for k in finished} == finished  # none of them rewritten
     assert_same_states(out, reference)
-    client.wait_for_workers(2, timeout=60)
-    after = client.run(os.getpid)
-    assert pids[killed[0]] not in after.values()  # the nanny started a new worker
     assert np.isfinite(open_store(out)["2m_temperature"].values).all()
+    client.wait_for_workers(2, timeout=WAIT)
+    assert victim not in client.run(os.getpid).values() and victim in pids.values()

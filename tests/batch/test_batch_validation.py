@@ -92,6 +92,30 @@ def test_out_is_a_file(obs, model_dir, period, tmp_path):
         xappa.batch.reanalysis(obs, model_dir, *period, **RUN, out=out, **FAST)
 
 
+@pytest.mark.parametrize("kind", ["files", "zarr-store"], ids=["directory", "foreign-zarr"])
+def test_overwrite_refuses_what_xappa_did_not_write(obs, model_dir, period, tmp_path, kind):
+    out = tmp_path / "mine"
+    if kind == "files":
+        out.mkdir()
+        (out / "thesis.tex").write_text("years of work")
+    else:
+        xr.Dataset({"x": ("t", np.arange(3.0))}).to_zarr(out, consolidated=False)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match=r"holds data that xappa did not write"):
+        xappa.batch.reanalysis(obs, model_dir, *period, **RUN, out=out, overwrite=True, **FAST)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    if kind == "files":
+        assert (out / "thesis.tex").read_text() == "years of work"
+
+
+def test_out_inside_a_file(obs, model_dir, period, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    out = tmp_path / "notes.txt" / "ra.zarr"
+    with pytest.raises(NotADirectoryError, match=r"lies inside .*notes.txt.*which is a file"):
+        xappa.batch.reanalysis(obs, model_dir, *period, **RUN, out=out, **FAST)
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
 @pytest.mark.timeout(60)
 def test_overwrite(obs, model_dir, period, tmp_path):
     out = tmp_path / "one.zarr"
@@ -104,6 +128,7 @@ def test_overwrite(obs, model_dir, period, tmp_path):
         obs, model_dir, period[0], end, "8h", "0h", 2, out, seed=1, overwrite=True, **FAST
     )
     assert second.attrs["xappa_computed_windows"] == [0] and second.attrs["xappa_seed"] == 1
+    assert second.attrs["xappa_output"] == "batch reanalysis" and second.attrs["xappa_complete"]
     assert not np.array_equal(first, second["2m_temperature"].values)
 
 
@@ -116,7 +141,7 @@ def test_distributed_missing(obs, model_dir, period, tmp_path, monkeypatch, obs_
     argv = ["reanalysis", "--obs", *obs_paths, "--model", model_dir, "--workers", "2"]
     argv += ["--start", str(period[0]), "--end", str(period[1]), "--out", str(tmp_path / "b")]
     with pytest.raises(ImportError, match=r"--workers needs dask.distributed.*pip install"):
-        main(argv)
+        main(["--debug", *argv])
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b").exists()
 
 

@@ -324,7 +324,7 @@ def test_cli_models(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_cli_fetch_refuses_unverified(capsys: pytest.CaptureFixture) -> None:
-    assert main(["fetch", "appa-workshop"]) == 1
+    assert main(["fetch", "appa-workshop"]) == 2
     assert "--allow-unverified" in capsys.readouterr().err
 
 

@@ -161,6 +161,41 @@ def test_regrid_none_raises_on_other_grid() -> None:
         prepare_observations(coarse, SPEC, STATS, window=WINDOW, obs_error=1.0, regrid=None)
 
 
+def _malformed(kind: str) -> xr.Dataset:
+    coarse = mock_era5(variables=["2m_temperature"], nlat=7, nlon=12, ntime=1)
+    lat, lon = coarse.latitude.values.copy(), coarse.longitude.values.copy()
+    if kind == "repeated-latitude":
+        lat[3] = lat[2]
+    elif kind == "unordered-latitude":
+        lat[[2, 4]] = lat[[4, 2]]
+    elif kind == "repeated-longitude-after-wrapping":
+        lon[-1] = lon[0] + 360.0
+    elif kind == "spec-shaped-repeated-latitude":
+        ds = TRUTH[["2m_temperature"]].isel(time=[0])
+        bad = ds.latitude.values.copy()
+        bad[1] = bad[0]
+        return ds.assign_coords(latitude=bad)
+    return coarse.assign_coords(latitude=lat, longitude=lon)
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("repeated-latitude", r"latitude must be strictly monotonic.*found .* at position 3"),
+        ("unordered-latitude", r"latitude must be strictly monotonic.*at position 3"),
+        ("spec-shaped-repeated-latitude", r"latitude must be strictly monotonic.*position 1"),
+        ("repeated-longitude-after-wrapping", r"longitude must hold each meridian once.*2 values"),
+    ],
+    ids=["repeated-lat", "unordered-lat", "spec-shaped-repeated-lat", "repeated-lon"],
+)
+@pytest.mark.parametrize("regrid", ["linear", None], ids=["regrid", "no-regrid"])
+def test_malformed_grid_is_an_error_not_a_regrid(kind: str, match: str, regrid) -> None:
+    with pytest.raises(ValueError, match=match):
+        prepare_observations(
+            _malformed(kind), SPEC, STATS, window=WINDOW, obs_error=1.0, regrid=regrid
+        )
+
+
 @pytest.mark.parametrize(
     ("variable", "units", "convert"),
     [

@@ -182,7 +182,7 @@ def test_cli_train_autoencoder_and_resume(swe_store, tmp_path, capsys):
         "stats.zarr",
     }
     with pytest.raises(FileExistsError, match="--resume"):
-        main([*args, "--out", str(out), "--steps", "3"])
+        main(["--debug", *args, "--out", str(out), "--steps", "3"])
     assert main([*args, "--out", str(out), "--steps", "3", "--resume"]) == 0
     resumed = torch.load(out / "state.pt", weights_only=True)
     assert resumed["step"] == 3
@@ -208,9 +208,9 @@ def test_cli_config_yaml(swe_store, tmp_path):
     assert model.latent_shape[0] == 2
     config.write_text("optimizer: soap\n")
     with pytest.raises(ValueError, match="unknown keys"):
-        main([*args, "--config", str(config), "--resume"])
+        main(["--debug", *args, "--config", str(config), "--resume"])
     with pytest.raises(ValueError, match="recipe name or|one of"):
-        main([*args, "--config", "huge", "--resume"])
+        main(["--debug", *args, "--config", "huge", "--resume"])
 
 
 def test_cli_on_an_era5_layout_store(tmp_path, capsys):

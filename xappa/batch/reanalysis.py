@@ -31,18 +31,24 @@ sampled from the prior (``guidance=None``; its ``window_n_obs`` is 0).
   ``owned_start``, ``owned_end`` (its owned block, both included) over ``window``, and
   ``task_seed(window, member_group)``;
 * global attributes: the model's provenance, ``xappa_seed``, ``xappa_members``,
-  ``xappa_member_groups``, ``xappa_batch_window``, ``xappa_batch_overlap`` and
-  ``xappa_sampler_settings`` (the effective :func:`xappa.assimilate` settings as JSON).
+  ``xappa_member_groups``, ``xappa_batch_window``, ``xappa_batch_overlap``,
+  ``xappa_sampler_settings`` (the effective :func:`xappa.assimilate` settings as JSON),
+  ``xappa_output = "batch reanalysis"`` (the mark of a store xappa wrote, see
+  :mod:`xappa._outputs`) and ``xappa_complete`` (0 until every task is complete, then 1;
+  :func:`xappa.batch.open_reanalysis` refuses an incomplete store).
 
 **Resuming.** Run again with the same arguments: the store is checked against them (times,
 members and groups, variables, grid, windows, seeds, model weights and sampler settings;
 ``device`` and ``max_batch`` may change), complete tasks are skipped and the others run.
+``overwrite=True`` replaces a store that xappa wrote, and refuses anything else.
 A task writes its block, then its records, so a task marked complete is fully written; a
 task that was killed half-way is simply run again (writes are idempotent).
 
 **Fault tolerance.** On a cluster, tasks are submitted with ``retries``; a worker that dies
-has its tasks rescheduled by ``distributed``. The first task that still fails cancels the
-others and its error is raised; what was complete stays complete.
+has its running tasks rescheduled by ``distributed``. Each task's future is released as soon
+as its window is written, so no finished result stays pinned on a worker, and losing a
+worker never recomputes (or rewrites) a complete window. The first task that still fails
+cancels the others and its error is raised; what was complete stays complete.
 
 References
 ----------
@@ -66,6 +72,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from xappa._outputs import check_target
 from xappa._sampling import check_positive_int, grid_conventions, sampler_kwargs
 from xappa._sampling import progress as progress_bar
 from xappa.assimilation import assimilate
@@ -75,6 +82,7 @@ from xappa.batch.store import (
     build_template,
     check_store,
     create_store,
+    mark_complete,
     open_store,
     read_complete,
 )
@@ -177,7 +185,11 @@ def _attrs(config: StoreConfig, window: Any, overlap: Any) -> dict[str, Any]:
 
 
 def _prepare_store(out: str, template: xr.Dataset, overwrite: bool) -> None:
-    existing = None if overwrite else open_store(out)
+    if overwrite:
+        check_target(out, role="out", overwrite=True, hint="")
+        create_store(out, template)
+        return
+    existing = open_store(out)
     if existing is None:
         create_store(out, template)
         return
@@ -244,7 +256,7 @@ def _run_distributed(
     distributed = _check_client(client)
     arg = client.scatter(model, broadcast=True, hash=False) if isinstance(model, Model) else model
     token = uuid.uuid4().hex[:8]
-    futures = [
+    pending = {
         client.submit(
             run_window,
             task,
@@ -254,14 +266,18 @@ def _run_distributed(
             pure=False,
         )
         for task in tasks
-    ]
+    }
     results = []
     try:
-        for future in distributed.as_completed(futures):
+        for future in distributed.as_completed(list(pending)):
             results.append(future.result())
+            # Written: release it, so that the loss of the worker that holds its result
+            # does not make the scheduler recompute (and rewrite) the window.
+            pending.discard(future)
+            future.release()
             advance()
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending))
         raise
     return results
 
@@ -316,7 +332,7 @@ def reanalysis(
     seed : int
         The base seed (>= 0); each task's seed derives from it, its window and group.
     overwrite : bool
-        Replace an existing store instead of resuming it.
+        Replace an existing store instead of resuming it (only a store that xappa wrote).
     retries : int
         Retries of a failing task on a cluster (a dead worker's tasks are rescheduled
         anyway).
@@ -338,6 +354,10 @@ def reanalysis(
     ValueError
         For a bad window, overlap, period, member count or seed, or an existing store that
         holds another reanalysis (the message lists what differs).
+    FileExistsError
+        If ``overwrite`` and ``out`` holds data that xappa did not write.
+    NotADirectoryError
+        If ``out`` lies inside a file.
     TypeError
         For unknown keyword arguments or a bad ``model``, ``obs`` or ``client``.
     KeyError
@@ -392,6 +412,8 @@ def reanalysis(
             _run_local(tasks, local, advance)
         else:
             _run_distributed(client, tasks, model, retries, advance)
+    if read_complete(path).all():
+        mark_complete(path)
     result = xr.open_zarr(path, consolidated=False)
     computed = sorted({k for k, _ in todo})
     result.attrs["xappa_computed_windows"] = computed

@@ -9,11 +9,14 @@ tasks ever write the same chunk.
 from __future__ import annotations
 
 __all__ = [
+    "COMPLETE_ATTR",
+    "KIND",
     "RECORD_VARIABLES",
     "StoreConfig",
     "build_template",
     "check_store",
     "create_store",
+    "mark_complete",
     "open_store",
     "read_complete",
     "write_block",
@@ -21,6 +24,7 @@ __all__ = [
 ]
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,12 +33,19 @@ import numpy as np
 import torch
 import xarray as xr
 
+from xappa._outputs import check_parent, mark
 from xappa.batch.windows import WindowLayout, time_chunk
 from xappa.encoding import state_dataset
 from xappa.model import Model
 
 RECORD_VARIABLES = ("window_complete", "window_n_obs")
 """The per-task records, over ``(window, member_group)``."""
+
+KIND = "batch reanalysis"
+"""The ``xappa_output`` marker of a batch reanalysis store."""
+
+COMPLETE_ATTR = "xappa_complete"
+"""The global attribute that says whether every task of the store is complete (1) or not (0)."""
 
 _WINDOW_COORDS = ("window_start", "window_end", "owned_start", "owned_end")
 
@@ -174,15 +185,32 @@ def build_template(model: Model, config: StoreConfig, attrs: Mapping[str, Any]) 
 def create_store(out: Any, template: xr.Dataset) -> None:
     """Write the template's metadata, coordinates and records (no state value) to ``out``.
 
+    The store is marked as an xappa output (:mod:`xappa._outputs`) and as incomplete
+    (``xappa_complete = 0``) until :func:`mark_complete`.
+
     Parameters
     ----------
     out : str or path-like
-        The zarr store; replaced if it exists.
+        The zarr store; replaced if it exists (the caller checks that xappa wrote it).
     template : Dataset
         From :func:`build_template`.
     """
     encoding = {v: {"chunks": (1, 1)} for v in RECORD_VARIABLES}
+    template = template.assign_attrs(mark({**template.attrs, COMPLETE_ATTR: 0}, KIND))
     template.to_zarr(out, mode="w", compute=False, consolidated=False, encoding=encoding)
+
+
+def mark_complete(out: Any) -> None:
+    """Set the store's ``xappa_complete`` attribute to 1 (every task is complete).
+
+    Parameters
+    ----------
+    out : str or path-like
+        The store, whose ``window_complete`` records are all 1.
+    """
+    import zarr
+
+    zarr.open_group(str(out), mode="r+").attrs[COMPLETE_ATTR] = 1
 
 
 def open_store(out: Any) -> xr.Dataset | None:
@@ -192,18 +220,19 @@ def open_store(out: Any) -> xr.Dataset | None:
     ------
     ValueError
         If ``out`` exists but is not a zarr store.
+    NotADirectoryError
+        If ``out`` lies inside a file.
     """
+    path = os.fspath(out)
+    check_parent(path, role="out")
+    if os.path.isfile(path):
+        msg = f"out must be a zarr store or a new path; found a file {path!r}"
+        raise ValueError(msg)
     try:
-        return xr.open_zarr(out, consolidated=False)
+        return xr.open_zarr(path, consolidated=False)
     except FileNotFoundError as err:
-        import os
-
-        path = os.fspath(out) if isinstance(out, str | os.PathLike) else None
-        if path is not None and os.path.isdir(path) and os.listdir(path):
+        if os.path.isdir(path) and os.listdir(path):
             msg = f"out must be a zarr store or a new path; found a non-empty directory {path!r}"
-            raise ValueError(msg) from err
-        if path is not None and os.path.isfile(path):
-            msg = f"out must be a zarr store or a new path; found a file {path!r}"
             raise ValueError(msg) from err
         return None
 

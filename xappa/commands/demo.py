@@ -4,7 +4,8 @@ The demo loads ``swe-default`` (shipped with the package, hash-checked through t
 simulates a fresh truth from a seed not used in training, observes it with ground stations
 and a low-Earth-orbit satellite swath, assimilates the observations with an 8-member
 ensemble, and prints a table of scores next to the unconditioned prior and the climatology.
-It writes the posterior to ``posterior.zarr`` and figures to PNG files under ``--out``.
+It writes the posterior to ``posterior.zarr`` and figures to PNG files under ``--out``, a
+new directory or the output of an earlier run, which is replaced (nothing else is).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from xappa.commands._args import (
+    SAMPLER_NAMES,
+    SCHEDULE_NAMES,
+    add_device_argument,
+    nonnegative_int,
+    positive_int,
+)
 
 #: The truth seed of the demo; the training data of swe-default used seed 0.
 DEMO_SEED = 2026
@@ -41,27 +50,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     parser.add_argument(
-        "--out", default="xappa-output", help="output directory (default ./xappa-output)"
+        "--out",
+        default="xappa-output",
+        help="output directory, replaced if an earlier demo wrote it (default ./xappa-output)",
     )
     parser.add_argument("--model", default="swe-default", help="model (default swe-default)")
-    parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"seed (default {DEMO_SEED})")
-    parser.add_argument("--hours", type=int, default=48, help="window length (default 48)")
-    parser.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
+    parser.add_argument(
+        "--seed", type=nonnegative_int, default=DEMO_SEED, help=f"seed (default {DEMO_SEED})"
+    )
+    parser.add_argument(
+        "--hours", type=positive_int, default=48, help="window length (default 48)"
+    )
+    parser.add_argument(
+        "--members", type=positive_int, default=8, help="ensemble size (default 8)"
+    )
     d = DEMO_SAMPLER
     parser.add_argument(
-        "--sampler", default=d["sampler"], help=f"sampler (default {d['sampler']})"
+        "--sampler",
+        default=d["sampler"],
+        choices=SAMPLER_NAMES,
+        help=f"sampler (default {d['sampler']})",
     )
     parser.add_argument(
-        "--steps", type=int, default=d["steps"], help=f"sampler steps (default {d['steps']})"
+        "--steps",
+        type=positive_int,
+        default=d["steps"],
+        help=f"sampler steps (default {d['steps']})",
     )
     parser.add_argument(
-        "--schedule", default=d["schedule"], help=f"noise-level spacing (default {d['schedule']})"
+        "--schedule",
+        default=d["schedule"],
+        choices=SCHEDULE_NAMES,
+        help=f"noise-level spacing (default {d['schedule']})",
     )
     parser.add_argument(
-        "--corrections", type=int, default=2, help="Langevin corrections per step (pc; default 2)"
+        "--corrections",
+        type=nonnegative_int,
+        default=2,
+        help="Langevin corrections per step (pc; default 2)",
     )
-    parser.add_argument("--stations", type=int, default=64, help="ground stations (default 64)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--stations", type=nonnegative_int, default=64, help="ground stations (default 64)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch CPU threads (default: torch's)"
+    )
+    add_device_argument(parser)
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.set_defaults(func=run)
 
@@ -181,13 +215,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import xappa
+    from xappa._outputs import MARKER, check_target, clear_directory, write_manifest
     from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
 
+    out = Path(args.out)
+    state = check_target(out, role="--out", overwrite=True, hint="")  # before any work
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = xappa.load_model(args.model)
+    model = xappa.load_model(args.model, device=args.device)
     climatology = load_climatology(args.model)
     print(
         f"xappa demo: {args.hours}-hour reanalysis of a shallow-water atmosphere with "
@@ -205,14 +240,20 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         schedule=args.schedule,
         corrections=args.corrections,
+        device=args.device,
         progress=False,
     )
     posterior = result.posterior
     posterior.attrs["title"] = "xappa demo: posterior ensemble of a shallow-water reanalysis"
     posterior.attrs["truth_seed"] = args.seed
+    posterior.attrs[MARKER] = "demo posterior"
+    if state == "directory":
+        clear_directory(out)
+    out.mkdir(parents=True, exist_ok=True)
     zarr_path = out / "posterior.zarr"
-    posterior.to_zarr(zarr_path, mode="w", consolidated=False)
+    posterior.to_zarr(zarr_path, mode="w-", consolidated=False)
     figures = [] if args.no_figures else _figures(result, out)
+    write_manifest(out, "demo output", [zarr_path, *figures])
     counts = ", ".join(f"{k} {v}" for k, v in result.n_obs.items())
     print(f"observed values: {counts} (over {args.hours} hourly times)")
     print(format_table(result.scores))

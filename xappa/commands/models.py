@@ -65,18 +65,11 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    import sys
-
     from xappa.hub import fetch_model_files
 
-    try:
-        files = fetch_model_files(
-            args.name, offline=args.offline or None, allow_unverified=args.allow_unverified
-        )
-    except (KeyError, ValueError, OSError) as err:
-        text = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"xappa fetch: {text}", file=sys.stderr)
-        return 1
+    files = fetch_model_files(
+        args.name, offline=args.offline or None, allow_unverified=args.allow_unverified
+    )
     for fname, path in files.items():
         print(f"{fname}: {path}")
     return 0

@@ -2,7 +2,8 @@
 
 Runs :func:`xappa.batch.reanalysis` in-process, on a new local cluster (``--workers N``) or
 on a running dask scheduler (``--scheduler ADDRESS``). Run the same command again to resume
-an interrupted run: complete windows are skipped.
+an interrupted run: complete windows are skipped. ``--overwrite`` replaces a store that
+xappa wrote, never anything else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from xappa.commands._args import (
+    SAMPLER_NAMES,
+    SCHEDULE_NAMES,
+    add_device_argument,
+    nonnegative_int,
+    positive_int,
+)
 from xappa.commands._io import open_input
 
 
@@ -38,23 +46,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--end", required=True, help="last time (included)")
     parser.add_argument("--window", default="2D", help="window length (default 2D)")
     parser.add_argument("--overlap", default="12h", help="window overlap (default 12h)")
-    parser.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
     parser.add_argument(
-        "--member-groups", type=int, default=1, help="tasks per window (default 1)"
+        "--members", type=positive_int, default=8, help="ensemble size (default 8)"
+    )
+    parser.add_argument(
+        "--member-groups", type=positive_int, default=1, help="tasks per window (default 1)"
     )
     parser.add_argument("--out", required=True, help="zarr store to write or resume")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="address of a running dask scheduler")
-    where.add_argument("--workers", type=int, help="start a local cluster of N worker processes")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--steps", type=int, default=32, help="sampler steps (default 32)")
-    parser.add_argument("--sampler", default="pc", help="sampler (default pc)")
+    where.add_argument(
+        "--workers", type=positive_int, help="start a local cluster of N worker processes"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="base seed (default 0)")
     parser.add_argument(
-        "--schedule", default="rectified", help="noise-level spacing (default rectified)"
+        "--steps", type=positive_int, default=32, help="sampler steps (default 32)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out instead of resuming it"
+        "--sampler", default="pc", choices=SAMPLER_NAMES, help="sampler (default pc)"
     )
+    parser.add_argument(
+        "--schedule",
+        default="rectified",
+        choices=SCHEDULE_NAMES,
+        help="noise-level spacing (default rectified)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out (a store xappa wrote) instead of resuming it",
+    )
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -77,9 +99,6 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         with Client(args.scheduler) as client:
             yield client
         return
-    if args.workers < 1:
-        msg = f"--workers must be >= 1; found {args.workers}"
-        raise ValueError(msg)
     cluster = LocalCluster(n_workers=args.workers, processes=True, threads_per_worker=1)
     with cluster, Client(cluster) as client:
         print(f"started a local cluster of {args.workers} worker processes")
@@ -119,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps,
             sampler=args.sampler,
             schedule=args.schedule,
+            device=args.device,
         )
     computed, skipped = ds.attrs["xappa_computed_windows"], ds.attrs["xappa_skipped_windows"]
     print(

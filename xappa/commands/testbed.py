@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from xappa.commands._args import nonnegative_int, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``testbed`` sub-command and its testbeds.
@@ -48,20 +50,27 @@ def _register_shallow_water(testbeds: argparse._SubParsersAction) -> None:
         help="hourly shallow-water trajectories on the sphere",
         description=(shallow_water.__doc__ or "").split("\n\n")[0],
     )
-    parser.add_argument("--days", type=float, default=10.0, help="days stored (default 10)")
     parser.add_argument(
-        "--trajectories", type=int, default=4, help="independent trajectories (default 4)"
+        "--days", type=positive_float, default=10.0, help="days stored (default 10)"
+    )
+    parser.add_argument(
+        "--trajectories",
+        type=positive_int,
+        default=4,
+        help="independent trajectories (default 4)",
     )
     parser.add_argument("--out", required=True, help="zarr store to write, e.g. swe.zarr")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--nlat", type=int, default=32, help="latitudes (default 32)")
-    parser.add_argument("--nlon", type=int, default=64, help="longitudes (default 64)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--nlat", type=positive_int, default=32, help="latitudes (default 32)")
+    parser.add_argument("--nlon", type=positive_int, default=64, help="longitudes (default 64)")
     parser.add_argument(
         "--spinup-days", type=float, default=5.0, help="days discarded first (default 5)"
     )
     parser.add_argument("--start", default="2000-01-01", help="first date (default 2000-01-01)")
     parser.add_argument("--no-forcing", action="store_true", help="run the unforced solver")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing store (one xappa wrote)"
+    )
     parser.set_defaults(func=run_shallow_water)
 
 
@@ -85,16 +94,12 @@ def run_shallow_water(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
+    from xappa._outputs import MARKER, check_target
     from xappa.options import set_options
     from xappa.testbeds.shallow_water import DEFAULT_FORCING, simulate, write_zarr
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        msg = f"--out {str(out)!r} already exists; pass --overwrite to replace it"
-        raise FileExistsError(msg)
-    if args.trajectories < 1:
-        msg = f"--trajectories must be >= 1; found {args.trajectories}"
-        raise ValueError(msg)
+    check_target(out, role="--out", overwrite=args.overwrite, hint="pass --overwrite")
     tic = time.perf_counter()
     for first in range(0, args.trajectories, BLOCK):
         count = min(BLOCK, args.trajectories - first)
@@ -110,6 +115,7 @@ def run_shallow_water(args: argparse.Namespace) -> int:
                 forcing=None if args.no_forcing else DEFAULT_FORCING,
                 first_trajectory=first,
             )
+        ds.attrs[MARKER] = "shallow-water testbed"
         write_zarr(ds, out, overwrite=args.overwrite and first == 0, append=first > 0)
         done = first + count
         print(f"trajectories {done}/{args.trajectories} ({time.perf_counter() - tic:.1f} s)")

@@ -20,6 +20,13 @@ from typing import Any
 
 import yaml
 
+from xappa.commands._args import (
+    add_device_argument,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+
 #: Named training recipes: the keys a ``--config`` YAML file may hold.
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "autoencoder": {
@@ -127,35 +134,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("autoencoder", "ERA5-layout or testbed zarr store"),
         ("prior", "latent zarr store (xappa train encode)"),
     ):
-        sub = kinds.add_parser(kind, help=f"train the {kind}")
+        sub = kinds.add_parser(kind, help=f"train the {kind}", description=_DESCRIPTIONS[kind])
         sub.add_argument("--data", required=True, help=data_help)
         sub.add_argument("--config", default="tiny", help="recipe name or YAML (default tiny)")
         sub.add_argument("--out", required=True, help="run directory (checkpoints)")
-        sub.add_argument("--steps", type=int, help="total optimizer steps")
-        sub.add_argument("--batch-size", type=int, help="samples per step and process")
-        sub.add_argument("--lr", type=float, help="peak learning rate")
+        sub.add_argument("--steps", type=positive_int, help="total optimizer steps")
+        sub.add_argument("--batch-size", type=positive_int, help="samples per step and process")
+        sub.add_argument("--lr", type=positive_float, help="peak learning rate")
         sub.add_argument("--resume", action="store_true", help="continue the run in --out")
-        sub.add_argument("--device", help="torch device (default: CUDA when available)")
+        add_device_argument(sub)
         sub.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast")
-        sub.add_argument("--seed", type=int, help="random seed (default 0)")
-        sub.add_argument("--threads", type=int, help="torch CPU threads per process")
+        sub.add_argument("--seed", type=nonnegative_int, help="random seed (default 0)")
+        sub.add_argument("--threads", type=positive_int, help="torch CPU threads per process")
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         if kind == "autoencoder":
             sub.add_argument("--stats", help="pixel statistics (.zarr/.nc; default: computed)")
         else:
-            sub.add_argument("--window", type=int, help="frames per window K")
+            sub.add_argument("--window", type=positive_int, help="frames per window K")
             sub.add_argument("--ema-decay", type=float, help="EMA decay of the weights")
         sub.set_defaults(func=_run_autoencoder if kind == "autoencoder" else _run_prior)
-    enc = kinds.add_parser("encode", help="encode a state store to a latent zarr store")
+    enc = kinds.add_parser(
+        "encode",
+        help="encode a state store to a latent zarr store",
+        description=_DESCRIPTIONS["encode"],
+    )
     enc.add_argument("--autoencoder", required=True, help="autoencoder run directory")
     enc.add_argument("--data", required=True, help="ERA5-layout or testbed zarr store")
     enc.add_argument("--out", required=True, help="latent zarr store to write")
-    enc.add_argument("--chunk", type=int, default=24, help="times per chunk (default 24)")
-    enc.add_argument("--batch-size", type=int, default=8, help="frames per pass (default 8)")
-    enc.add_argument("--device", help="torch device (default: CUDA when available)")
+    enc.add_argument("--chunk", type=positive_int, default=24, help="times per chunk (default 24)")
+    enc.add_argument(
+        "--batch-size", type=positive_int, default=8, help="frames per pass (default 8)"
+    )
+    add_device_argument(enc)
     enc.add_argument("--ema", action="store_true", help="use the EMA weights")
-    enc.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    enc.add_argument(
+        "--overwrite", action="store_true", help="replace an existing store (one xappa wrote)"
+    )
     enc.set_defaults(func=_run_encode)
+
+
+_DESCRIPTIONS = {
+    "autoencoder": (
+        "Train the autoencoder on an ERA5-layout or testbed zarr store; checkpoints, the"
+        " pixel statistics and autoencoder.yaml go into the run directory --out."
+    ),
+    "prior": (
+        "Train the latent diffusion prior on a latent store written by xappa train encode;"
+        " checkpoints and prior.yaml go into the run directory --out."
+    ),
+    "encode": (
+        "Encode a state store with a trained autoencoder into a latent zarr store, the"
+        " training data of xappa train prior."
+    ),
+}
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -339,10 +370,12 @@ def _run_prior(args: argparse.Namespace) -> int:
 
 def _run_encode(args: argparse.Namespace) -> int:
     """Run ``xappa train encode``."""
+    from xappa._outputs import check_target, mark
     from xappa.train.autoencoder import load_autoencoder
     from xappa.train.data import StateData
     from xappa.train.encode import encode_dataset
 
+    check_target(args.out, role="--out", overwrite=args.overwrite, hint="pass --overwrite")
     model, spec, mean, std = load_autoencoder(args.autoencoder, ema=args.ema)
     data = StateData(_open(args.data), spec, mean, std)
     ds = encode_dataset(
@@ -353,7 +386,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         overwrite=args.overwrite,
-        attrs={"autoencoder": str(args.autoencoder), "data": str(args.data)},
+        attrs=mark({"autoencoder": str(args.autoencoder), "data": str(args.data)}, "latent store"),
     )
     print(f"wrote {args.out} (latent {dict(ds['latent'].sizes)})")
     return 0

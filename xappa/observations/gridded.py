@@ -4,11 +4,13 @@ On the spec grid (in either latitude order and longitude convention), each finit
 ``(channel, cell)`` pair. On another rectilinear grid, the fields are first regridded to the
 spec grid with xESMF when it is importable, else with xarray-regrid; NaN spreads to the target
 cells whose interpolation touches an unobserved source cell, and those are dropped (counted).
+A malformed grid (latitudes that repeat or are out of order, longitudes that repeat once
+wrapped to ``[0, 360)``) is an error, never regridded.
 """
 
 from __future__ import annotations
 
-__all__ = ["REGRID_METHODS", "gridded_table", "regrid_to_spec"]
+__all__ = ["REGRID_METHODS", "check_grid", "gridded_table", "regrid_to_spec"]
 
 import dataclasses
 
@@ -117,6 +119,43 @@ def regrid_to_spec(
     return out.transpose(*[d for d in ds.dims if d not in (lat, lon)], "latitude", "longitude")
 
 
+def check_grid(latitude: np.ndarray, longitude: np.ndarray) -> None:
+    """Check that gridded observations lie on a well-formed rectilinear grid.
+
+    Parameters
+    ----------
+    latitude : ndarray
+        The latitudes in degrees north, with shape ``(H,)``.
+    longitude : ndarray
+        The longitudes in degrees east, with shape ``(W,)``, in either convention.
+
+    Raises
+    ------
+    ValueError
+        If latitudes repeat or are not in one order (ascending or descending), or if
+        longitudes repeat once wrapped to ``[0, 360)``; the message names the first one.
+    """
+    lat = np.asarray(latitude, dtype=np.float64)
+    step = np.diff(lat)
+    bad = np.flatnonzero(step <= 0) if lat.size > 1 and step[0] > 0 else np.flatnonzero(step >= 0)
+    if lat.size > 1 and bad.size:
+        i = int(bad[0]) + 1
+        msg = (
+            "obs latitude must be strictly monotonic (each value once, in one order) to be a"
+            f" grid; found {lat[i]:g} after {lat[i - 1]:g} at position {i}"
+        )
+        raise ValueError(msg)
+    lon = np.round(np.mod(np.asarray(longitude, dtype=np.float64), 360.0), 6) % 360.0
+    values, counts = np.unique(lon, return_counts=True)
+    if (counts > 1).any():
+        first = values[counts > 1][0]
+        msg = (
+            "obs longitude must hold each meridian once to be a grid; found"
+            f" {int(counts.max())} values at {first:g} degrees east (after wrapping to [0, 360))"
+        )
+        raise ValueError(msg)
+
+
 def _time_dim(ds: xr.Dataset) -> tuple[xr.Dataset, str]:
     try:
         return ds, find_coord(ds, "time", name="obs")
@@ -167,6 +206,7 @@ def gridded_table(
     ds, time = _time_dim(ds)
     lat, lon = find_coord(ds, "latitude", name="obs"), find_coord(ds, "longitude", name="obs")
     check_latitudes(ds[lat].values)
+    check_grid(ds[lat].values, ds[lon].values)  # malformed: an error, not a regrid
     source = f"gridded {names} on {ds.sizes[lat]}x{ds.sizes[lon]}"
     try:
         grid = grid_index(ds[lat].values, ds[lon].values, spec.latitudes, spec.longitudes)
