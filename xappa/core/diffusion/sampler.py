@@ -39,6 +39,7 @@ __all__ = [
     "HeunSampler",
     "LMSSampler",
     "PCSampler",
+    "SAMPLER_NAMES",
     "Sampler",
     "create_sampler",
     "lms_coefficients",
@@ -493,8 +494,10 @@ class HeunSampler(Sampler):
 
 
 _SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (DDPMSampler, DDIMSampler, LMSSampler, PCSampler, HeunSampler)
+    cls.name: cls for cls in (PCSampler, LMSSampler, DDIMSampler, DDPMSampler, HeunSampler)
 }
+SAMPLER_NAMES = tuple(_SAMPLERS)
+"""The names of the samplers, for :func:`create_sampler`."""
 
 
 def create_sampler(name: str, denoiser: Denoiser, **kwargs: Any) -> Sampler:

@@ -34,7 +34,7 @@ References
 
 from __future__ import annotations
 
-__all__ = ["MMPSDenoiser", "jvp"]
+__all__ = ["SOLVER_NAMES", "MMPSDenoiser", "jvp"]
 
 from collections.abc import Callable
 
@@ -48,6 +48,8 @@ from xappa.core.guidance.linalg import cg, gmres
 from xappa.core.guidance.observation import ObservationBatch, Observations
 
 _SOLVERS = {"gmres": gmres, "cg": cg}
+SOLVER_NAMES = tuple(_SOLVERS)
+"""The names of the MMPS linear solvers."""
 
 
 def jvp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
