@@ -129,9 +129,7 @@ class Runner:
         try:
             xp.assimilate(hmm, xx, yy, liveplots=False)
             xp.stats.average_in_time()
-            rmse = float(xp.avrgs.rmse.a.val)
-            if hasattr(xp.stats, "spread"):
-                spread = float(xp.avrgs.rmv.a.val)
+            rmse, spread = float(xp.avrgs.rmse.a.val), float(xp.avrgs.rmv.a.val)
         except (RuntimeError, np.linalg.LinAlgError) as err:
             status = f"diverged: {err}"
         if not math.isfinite(rmse) and status == "ok":
