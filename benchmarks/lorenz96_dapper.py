@@ -25,10 +25,11 @@ Burn-in: DAPPER's sakov2008 model sets ``BurnIn = 2 * Tplot = 20`` time units, i
 analysis cycles of 0.05; ``longgap`` keeps 400 cycles, i.e. ``BurnIn = 100`` time units.
 Scores are DAPPER's ``rmse.a`` (RMSE of the analysis mean) and ``rmv.a`` (square root of
 the site-mean ensemble variance, printed as spread.a), averaged over the analyses after
-the burn-in. Truth and observations are drawn with ``--seed``; every method is run from
+the burn-in. The default grids are in ``GRIDS``. Truth and observations are drawn with ``--seed``; every method is run from
 DAPPER's generator reset to ``--seed + 1``. Grid points run for ``--grid-cycles`` cycles
 (default: ``--cycles``); the best point is re-run for ``--cycles`` when that is fewer.
-A run whose ensemble stops being finite is reported as diverged.
+A run whose ensemble stops being finite is reported as diverged. ``--json`` is rewritten
+after every run, with ``"complete": false`` until the last one is done.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ import numpy as np
 __all__ = ["main"]
 
 SETTINGS = ("sakov", "sparse", "longgap")
+# Default grids: the sakov ones from the LETKF literature; longgap needs more inflation and
+# its 3D-Var more background weight (the best points of a first run lay on those edges).
+GRIDS = {
+    "sakov": {"loc": [2.0, 4.0, 6.0, 8.0], "infl": [1.01, 1.02, 1.04, 1.08]},
+    "longgap": {
+        "loc": [1.0, 2.0, 3.0, 4.0, 6.0, 8.0],
+        "infl": [1.01, 1.02, 1.04, 1.08, 1.15, 1.25, 1.4],
+        "xb": [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+    },
+}
 BURN_IN_CYCLES = 400
 LONGGAP_DKO = 5
 
@@ -97,6 +108,7 @@ class Runner:
         set_seed(seed)
         self.xx, self.yy = self.hmm.simulate()
         self.records: list[dict[str, Any]] = []
+        self.save: Callable[[bool], None] | None = None
 
     def truncated(self, cycles: int) -> tuple[Any, np.ndarray, np.ndarray]:
         """The model, truth and observations cut to the first ``cycles`` cycles."""
@@ -130,8 +142,10 @@ class Runner:
             xp.assimilate(hmm, xx, yy, liveplots=False)
             xp.stats.average_in_time()
             rmse, spread = float(xp.avrgs.rmse.a.val), float(xp.avrgs.rmv.a.val)
-        except (RuntimeError, np.linalg.LinAlgError) as err:
-            status = f"diverged: {err}"
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
+            if not any(word in str(err) for word in ("finite", "inf", "NaN", "converge")):
+                raise
+            status = f"diverged: {type(err).__name__}: {err}"
         if not math.isfinite(rmse) and status == "ok":
             status = "diverged: rmse.a is not finite"
         record = {
@@ -150,6 +164,8 @@ class Runner:
             "seed": self.seed,
         }
         self.records.append(record)
+        if self.save is not None:
+            self.save(False)
         print(row(record), flush=True)
         return record
 
@@ -243,12 +259,13 @@ def run_published(runner: Runner) -> None:
     runner.run("LETKF", 7, letkf, da.LETKF, group="published")
 
 
-def write_json(path: str, runner: Runner, args: argparse.Namespace) -> None:
-    """Write the settings and every record to ``path`` (through a temporary file)."""
+def write_json(path: str, runner: Runner, args: argparse.Namespace, complete: bool) -> None:
+    """Write the settings and the records so far to ``path`` (through a temporary file)."""
     import dapper
 
     tseq = runner.hmm.tseq
     document = {
+        "complete": complete,
         "dapper": dapper.__version__,
         "command": sys.argv,
         "setting": {
@@ -265,6 +282,7 @@ def write_json(path: str, runner: Runner, args: argparse.Namespace) -> None:
         },
         "cycles": args.cycles,
         "grid_cycles": args.grid_cycles,
+        "grids": {name: getattr(args, f"{name}_grid") for name in ("loc", "infl", "xb", "xn")},
         "seed": args.seed,
         "members": args.members,
         "results": runner.records,
@@ -283,13 +301,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3000)
     parser.add_argument("--members", type=int, default=16, help="N of EnKF-N, LETKF, Sqrt")
     parser.add_argument("--large", type=int, default=40, help="N of the longgap references")
-    parser.add_argument("--loc-grid", type=floats, default=[2.0, 4.0, 6.0, 8.0])
-    parser.add_argument("--infl-grid", type=floats, default=[1.01, 1.02, 1.04, 1.08])
+    parser.add_argument("--loc-grid", type=floats, help="LETKF loc_rad values (see GRIDS)")
+    parser.add_argument("--infl-grid", type=floats, help="inflation values (see GRIDS)")
+    parser.add_argument("--xb-grid", type=floats, help="3D-Var xB values (see GRIDS)")
     parser.add_argument("--xn-grid", type=floats, default=[1.0, 2.0], help="EnKF-N xN values")
-    parser.add_argument("--xb-grid", type=floats, default=[0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
     parser.add_argument("--json", help="write the settings and every result here")
     args = parser.parse_args()
     args.grid_cycles = args.cycles if args.grid_cycles is None else args.grid_cycles
+    for name, default in GRIDS.get(args.setting, {}).items():
+        if getattr(args, f"{name}_grid") is None:
+            setattr(args, f"{name}_grid", default)
     for name in ("cycles", "grid_cycles"):
         if getattr(args, name) <= BURN_IN_CYCLES:
             parser.error(
@@ -304,6 +325,8 @@ def main() -> None:
         parser.error(f"--seed must be positive (DAPPER refuses 0); found {args.seed}")
 
     runner = Runner(args.setting, args.cycles, args.seed)
+    if args.json:
+        runner.save = lambda complete: write_json(args.json, runner, args, complete)
     tseq = runner.hmm.tseq
     print(
         f"DAPPER, setting {args.setting!r}, {args.cycles} cycles of dto={tseq.dto:g}, "
@@ -322,7 +345,7 @@ def main() -> None:
         if record["selected"]:
             print(row(record))
     if args.json:
-        write_json(args.json, runner, args)
+        write_json(args.json, runner, args, complete=True)
 
 
 if __name__ == "__main__":
