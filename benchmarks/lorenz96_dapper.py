@@ -208,8 +208,8 @@ def row(record: dict[str, Any]) -> str:
     )
 
 
-def run_sakov_extra(runner: Runner, args: argparse.Namespace) -> None:
-    """EnKF-N and a tuned LETKF with ``args.members`` members on the sakov setting."""
+def run_enkf_n_and_letkf(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
+    """EnKF-N and a tuned LETKF with ``args.members`` members; return the best LETKF."""
     import dapper.da_methods as da
 
     for x_n in args.xn_grid:
@@ -219,7 +219,7 @@ def run_sakov_extra(runner: Runner, args: argparse.Namespace) -> None:
         for loc in args.loc_grid
         for infl in args.infl_grid
     ]
-    runner.tune("LETKF", args.members, grid, da.LETKF, args.grid_cycles)
+    return runner.tune("LETKF", args.members, grid, da.LETKF, args.grid_cycles)
 
 
 def run_longgap(runner: Runner, args: argparse.Namespace) -> None:
@@ -229,14 +229,7 @@ def run_longgap(runner: Runner, args: argparse.Namespace) -> None:
     runner.run("Climatology", None, {}, da.Climatology)
     runner.run("OptInterp", None, {}, da.OptInterp)
     runner.tune("3D-Var", None, [{"xB": x} for x in args.xb_grid], da.Var3D, args.grid_cycles)
-    for x_n in args.xn_grid:
-        runner.run("EnKF-N", args.members, {"xN": x_n, "rot": True}, da.EnKF_N)
-    grid = [
-        {"loc_rad": loc, "infl": infl, "rot": True}
-        for loc in args.loc_grid
-        for infl in args.infl_grid
-    ]
-    letkf = runner.tune("LETKF", args.members, grid, da.LETKF, args.grid_cycles)
+    letkf = run_enkf_n_and_letkf(runner, args)
     adaptive = [{"loc_rad": loc, "xN": 1.0, "rot": True} for loc in args.loc_grid]
     runner.tune("LETKF-N", args.members, adaptive, da.LETKF, args.grid_cycles)
     sqrt_grid = [{"upd_a": "Sqrt", "infl": infl, "rot": True} for infl in args.infl_grid]
@@ -339,7 +332,7 @@ def main() -> None:
     else:
         run_published(runner)
         if args.setting == "sakov":
-            run_sakov_extra(runner, args)
+            run_enkf_n_and_letkf(runner, args)
     print("Selected (best rmse.a of each grid):")
     for record in runner.records:
         if record["selected"]:
