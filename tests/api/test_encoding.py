@@ -276,3 +276,32 @@ def test_state_dataset_member_coordinate(model):
     np.testing.assert_array_equal(ds["member"].values, [0, 1])
     assert ds["member"].attrs == MEMBER_ATTRS
     assert ds.attrs["history"].startswith("xappa.assimilate (reanalysis)")
+
+
+def _row_rmse(a: xr.Dataset, b: xr.Dataset, name: str) -> np.ndarray:
+    return np.sqrt(((a[name] - b[name]) ** 2).mean(("time", "longitude"))).values
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "swe-default's autoencoder was trained with Appa's loss weights cos(lat) + 1/n_lon, which"
+        " give each pole row 1/7.5 of its neighbour's weight: it reconstructs the pole rows 2-12x"
+        " worse than their neighbours (docs/guide/shallow-water.md). Passes once the model is"
+        " retrained with the pole rows weighted like their neighbours; then remove this mark."
+    ),
+)
+@pytest.mark.parametrize(("pole", "neighbour"), [(0, 1), (-1, -2)], ids=["north", "south"])
+def test_round_trip_error_of_the_pole_rows_is_near_their_neighbours(pole, neighbour):
+    from xappa.testbeds.shallow_water import simulate
+
+    model = xappa.load_model("swe-default")
+    truth = simulate(1, 1, nlat=32, nlon=64, spinup_days=5, seed=2026).isel(trajectory=0)
+    truth = truth[list(model.spec.variables)]
+    back = xappa.decode(xappa.encode(truth, model=model), model=model)
+    ratios = {}
+    for name in model.spec.variables:
+        rows = _row_rmse(back, truth, name)
+        ratios[name] = rows[pole] / rows[neighbour]
+    assert max(ratios.values()) < 3.0, ratios
