@@ -165,14 +165,14 @@ MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member", 
 """CF attributes of the ``member`` coordinate of every ensemble output."""
 
 
-def output_attrs(model: Model, action: str) -> dict[str, str]:
+def output_attrs(model: Model, action: str | None = None) -> dict[str, str]:
     """Return the global attributes of an output Dataset: CF ``source`` and ``history``.
 
     Parameters
     ----------
     model : Model
         The model that made the output.
-    action : str
+    action : str, optional
         What made it, for ``history`` (e.g. ``"xappa.assimilate (reanalysis)"``).
 
     Returns
@@ -190,7 +190,7 @@ def output_attrs(model: Model, action: str) -> dict[str, str]:
             f"xappa {__version__}, model {model.name!r} (state {model.spec.name!r},"
             f" weight hash {model.weight_hash})"
         ),
-        "history": f"{action} (xappa {__version__})",
+        "history": f"{action or 'made by xappa'} (xappa {__version__})",
         **model.provenance(),
         "xappa_spec": model.spec.name,
     }
@@ -203,7 +203,7 @@ def state_dataset(
     conventions: dict[str, str],
     *,
     members: Any = None,
-    action: str = "xappa.decode",
+    action: str | None = None,
 ) -> xr.Dataset:
     """Wrap physical states as a CF Dataset: the one place outputs get their coordinates.
 
@@ -222,7 +222,7 @@ def state_dataset(
     members : array-like, optional
         The ``M`` member labels of a 5-D ``x`` (default ``0, ..., M - 1``). The ``member``
         coordinate gets :data:`MEMBER_ATTRS` (CF ``standard_name: realization``).
-    action : str
+    action : str, optional
         What made the states, recorded in the ``history`` attribute.
 
     Returns
@@ -324,4 +324,6 @@ def decode(
     conventions = conventions if all(conventions.values()) else {}
     times = pd.DatetimeIndex(latents["time"].values)
     members = latents["member"].values if lead else None
-    return state_dataset(x, model, times, conventions, members=members)  # type: ignore[arg-type]
+    return state_dataset(  # type: ignore[arg-type]
+        x, model, times, conventions, members=members, action="xappa.decode"
+    )
