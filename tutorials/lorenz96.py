@@ -8,12 +8,13 @@
 # 3. assimilate held-out observations with the smoother and the (causal) filter;
 # 4. plot truth, observations and posterior.
 #
-# Run it with `python tutorials/lorenz96.py` (about 5 minutes on 2 cores), or with
-# `XAPPA_TUTORIAL_QUICK=1` for a seconds-long smoke run (used by the test suite). The figure
-# goes to `$XAPPA_TUTORIAL_OUT` (default: the current directory).
+# Run it with `python tutorials/lorenz96.py` (about 5 minutes on 2 cores), or with `--quick`
+# (or `XAPPA_TUTORIAL_QUICK=1`) for a seconds-long smoke run (used by the test suite). The
+# figure goes to `$XAPPA_TUTORIAL_OUT` (default: the current directory).
 
 # %%
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -32,7 +33,7 @@ from xappa.options import set_options
 from xappa.testbeds import lorenz96 as l96
 from xappa.train import TrainConfig
 
-QUICK = os.environ.get("XAPPA_TUTORIAL_QUICK", "0") == "1"
+QUICK = "--quick" in sys.argv or os.environ.get("XAPPA_TUTORIAL_QUICK", "") not in ("", "0")
 OUT = Path(os.environ.get("XAPPA_TUTORIAL_OUT", "."))
 torch.set_num_threads(1)  # the networks are small: one thread is the fastest on a shared CPU
 torch.manual_seed(0)

@@ -19,6 +19,7 @@ __all__ = [
     "forecast",
     "get_options",
     "load_model",
+    "open_era5",
     "set_options",
 ]
 
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 import xappa.accessor  # noqa: F401  (registers the .appa accessor)
 from xappa.assimilation import assimilate
 from xappa.encoding import decode, encode
+from xappa.era5 import open_era5
 from xappa.forecasting import forecast
 from xappa.hub import load_model
 from xappa.model import Model

@@ -13,7 +13,7 @@ References
 
 from __future__ import annotations
 
-__all__ = ["decode", "decode_tensor", "encode"]
+__all__ = ["MEMBER_ATTRS", "decode", "decode_tensor", "encode", "output_attrs", "state_dataset"]
 
 from typing import Any
 
@@ -30,7 +30,7 @@ from xappa._sampling import (
     restore_conventions,
 )
 from xappa.model import Model
-from xappa.state import dataset_to_tensor, tensor_to_dataset
+from xappa.state import dataset_to_tensor, select_state, tensor_to_dataset
 from xappa.stats import standardize, unstandardize
 
 LATENT_VARIABLE = "latent"
@@ -67,7 +67,9 @@ def encode(
     times : array-like of datetime, optional
         The times to encode (all by default); they need not be regular.
     batch_size : int
-        Frames per autoencoder call.
+        Frames per autoencoder call, and per read: a dask-backed ``ds`` (e.g. from
+        :func:`xappa.open_era5`) is computed one batch of times at a time, so memory is
+        bounded by the batch, not by the number of times.
     device : torch.device or str, optional
         Where to compute (default: the ``device`` option, else the model's device).
 
@@ -100,17 +102,19 @@ def encode(
     if not isinstance(ds, xr.Dataset):
         msg = f"ds must be an xarray.Dataset; found {type(ds).__name__}"
         raise TypeError(msg)
-    x, info = dataset_to_tensor(ds, model.spec, times=times, check_step=False)
+    state, info = select_state(ds, model.spec, times=times, check_step=False)
     device = resolve_device(device, model.device)
     model.to(device)
-    out = []
+    c, h, w = model.latent_shape
+    out = [torch.zeros(0, c, h, w)]
     with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            chunk = x[start : start + batch_size].to(device=device, dtype=torch.float32)
-            xs, _ = standardize(chunk, model.mean, model.std)
+        for start in range(0, state.sizes["time"], batch_size):
+            # one batch of times is read (from dask: computed) at a time: memory stays bounded
+            batch = state.isel(time=slice(start, start + batch_size))
+            x, _ = dataset_to_tensor(batch, model.spec, check_step=False)
+            xs, _ = standardize(x.to(device=device, dtype=torch.float32), model.mean, model.std)
             out.append(model.encode_standardized(xs).float().cpu())
     z = torch.cat(out).numpy()
-    c, h, w = model.latent_shape
     attrs = {
         "long_name": "standardized latent state",
         "units": "1",
@@ -123,7 +127,7 @@ def encode(
         "x": np.arange(w),
     }
     conventions = grid_conventions(ds)
-    ds_attrs = {**model.provenance(), "xappa_spec": model.spec.name}
+    ds_attrs = output_attrs(model, "xappa.encode")
     ds_attrs.update({f"xappa_{k}": v for k, v in conventions.items()})
     var = xr.Variable(("time", "latent_channel", "y", "x"), z, attrs)
     return xr.Dataset({LATENT_VARIABLE: var}, coords=coords, attrs=ds_attrs)
@@ -157,13 +161,94 @@ def decode_tensor(z: Tensor, model: Model, *, batch_size: int = 8) -> Tensor:
     return x.reshape(*lead, *x.shape[-3:])
 
 
+MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
+"""CF attributes of the ``member`` coordinate of every ensemble output."""
+
+
+def output_attrs(model: Model, action: str | None = None) -> dict[str, str]:
+    """Return the global attributes of an output Dataset: CF ``source`` and ``history``.
+
+    Parameters
+    ----------
+    model : Model
+        The model that made the output.
+    action : str, optional
+        What made it, for ``history`` (e.g. ``"xappa.assimilate (reanalysis)"``).
+
+    Returns
+    -------
+    dict of str to str
+        ``Conventions``, ``source`` (the model, its weight hash and xappa's version),
+        ``history`` (``action`` and xappa's version, without a clock time, so that a seeded
+        run gives an identical Dataset), the model's provenance and ``xappa_spec``.
+    """
+    from xappa import __version__
+
+    return {
+        "Conventions": "CF-1.8",
+        "source": (
+            f"xappa {__version__}, model {model.name!r} (state {model.spec.name!r},"
+            f" weight hash {model.weight_hash})"
+        ),
+        "history": f"{action or 'made by xappa'} (xappa {__version__})",
+        **model.provenance(),
+        "xappa_spec": model.spec.name,
+    }
+
+
 def state_dataset(
-    x: Tensor, model: Model, times: pd.DatetimeIndex, conventions: dict[str, str]
+    x: Tensor,
+    model: Model,
+    times: pd.DatetimeIndex,
+    conventions: dict[str, str],
+    *,
+    members: Any = None,
+    action: str | None = None,
 ) -> xr.Dataset:
-    """Wrap physical states ``(T, C, H, W)`` or ``(M, T, C, H, W)`` as a CF Dataset."""
+    """Wrap physical states as a CF Dataset: the one place outputs get their coordinates.
+
+    Parameters
+    ----------
+    x : Tensor
+        Physical states, with shape ``(T, C, H, W)``, or ``(M, T, C, H, W)`` for ``M``
+        ensemble members.
+    model : Model
+        The model that made them.
+    times : pandas.DatetimeIndex
+        The ``T`` valid times.
+    conventions : dict of str to str
+        The grid conventions to restore (:func:`xappa._sampling.grid_conventions`), or empty
+        for the spec's.
+    members : array-like, optional
+        The ``M`` member labels of a 5-D ``x`` (default ``0, ..., M - 1``). The ``member``
+        coordinate gets :data:`MEMBER_ATTRS` (CF ``standard_name: realization``).
+    action : str, optional
+        What made the states, recorded in the ``history`` attribute.
+
+    Returns
+    -------
+    Dataset
+        The spec's variables over ``([member,] time, [level,] latitude, longitude)``, with
+        the attributes of :func:`output_attrs`.
+
+    Raises
+    ------
+    ValueError
+        If ``members`` is given for a 4-D ``x`` or does not have ``M`` labels.
+    """
+    if x.ndim == 5:
+        labels = np.arange(x.shape[0]) if members is None else np.asarray(members)
+        if labels.shape != (x.shape[0],):
+            msg = f"members must have one label per member ({x.shape[0]}); found {labels.shape}"
+            raise ValueError(msg)
+    elif members is not None:
+        msg = f"members is given, but x has no member dimension; found shape {tuple(x.shape)}"
+        raise ValueError(msg)
     ds = tensor_to_dataset(x.float().cpu(), model.spec, times=times)
+    if x.ndim == 5:
+        ds = ds.assign_coords(member=xr.Variable("member", labels, MEMBER_ATTRS))
     ds = restore_conventions(ds, conventions)
-    ds.attrs = {"Conventions": "CF-1.8", **model.provenance(), "xappa_spec": model.spec.name}
+    ds.attrs = output_attrs(model, action)
     return ds
 
 
@@ -238,7 +323,7 @@ def decode(
     conventions = {k: latents.attrs.get(f"xappa_{k}") for k in _CONVENTION_KEYS}
     conventions = conventions if all(conventions.values()) else {}
     times = pd.DatetimeIndex(latents["time"].values)
-    ds = state_dataset(x, model, times, conventions)  # type: ignore[arg-type]
-    if lead:
-        ds = ds.assign_coords(member=latents["member"].values)
-    return ds
+    members = latents["member"].values if lead else None
+    return state_dataset(  # type: ignore[arg-type]
+        x, model, times, conventions, members=members, action="xappa.decode"
+    )

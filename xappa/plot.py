@@ -1,18 +1,22 @@
 """Report plots with matplotlib (Agg): error vs lead time, spread/skill, spectra, error maps.
 
-Each function writes PNG files into a directory and returns ``(title, filename)`` pairs for
-the Markdown summary. At most :data:`MAX_PANELS` variables are drawn per figure, preferring
-the 500 and 850 hPa levels and surface fields. Needs ``pip install 'xappa[plot]'``.
+:func:`metric_figures` and :func:`field_figures` write PNG files into a directory and return
+``(title, filename)`` pairs for the Markdown summary. At most :data:`MAX_PANELS` variables
+are drawn per figure, preferring the 500 and 850 hPa levels and surface fields.
+:func:`draw_map` draws one latitude/longitude field with equal aspect (a degree of longitude
+as wide as a degree of latitude is tall), and :func:`utc` formats valid times; ``xappa demo``
+draws its maps with them too. Needs ``pip install 'xappa[plot]'``.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_PANELS", "field_figures", "metric_figures"]
+__all__ = ["MAX_PANELS", "draw_map", "field_figures", "map_axes", "metric_figures", "utc"]
 
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from xappa.align import find_lead_dim
@@ -31,6 +35,75 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def utc(time: Any) -> str:
+    """Format a time as ``"YYYY-MM-DD HH:MM UTC"``.
+
+    Parameters
+    ----------
+    time : datetime-like
+        A time (naive times are taken as UTC, as in ERA5 and xappa's outputs).
+
+    Returns
+    -------
+    str
+        The time to the minute, with its zone.
+    """
+    return pd.Timestamp(time).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def draw_map(
+    ax: Any, field: xr.DataArray, *, title: str, colorbar: str | None = None, **kwargs: Any
+) -> Any:
+    """Draw a latitude/longitude field on equal-aspect axes.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes.
+    field : xarray.DataArray
+        The field over ``(latitude, longitude)`` in degrees, either order.
+    title : str
+        The panel title.
+    colorbar : str, optional
+        A colour bar label; no colour bar when None.
+    **kwargs
+        Passed to ``pcolormesh`` (``cmap``, ``vmin``, ``vmax``, ...).
+
+    Returns
+    -------
+    matplotlib.collections.QuadMesh
+        The mesh, for a shared colour bar.
+    """
+    field = field.transpose("latitude", "longitude").sortby("latitude")
+    lon, lat = field["longitude"].values, field["latitude"].values
+    mesh = ax.pcolormesh(lon, lat, field.values, shading="auto", **kwargs)
+    map_axes(ax, lon, title)
+    if colorbar is not None:
+        ax.figure.colorbar(mesh, ax=ax, label=colorbar, shrink=0.8)
+    return mesh
+
+
+def map_axes(ax: Any, lon: np.ndarray, title: str) -> None:
+    """Set up equal-aspect latitude/longitude axes over the globe, with labels and a title.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes.
+    lon : ndarray
+        The longitudes drawn, in degrees east, with shape ``(W,)``.
+    title : str
+        The panel title.
+    """
+    step = float(np.median(np.diff(lon))) if lon.size > 1 else 0.0
+    ax.set_xlim(float(lon.min()) - step / 2, float(lon.max()) + step / 2)
+    ax.set_ylim(-90, 90)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xlabel("longitude [degrees east]")
+    ax.set_ylabel("latitude [degrees north]")
 
 
 def _pick(metrics: xr.Dataset) -> list[str]:
@@ -234,21 +307,20 @@ def field_figures(
 
     lead = find_lead_dim(pred)
     over = f"time and {lead}" if lead else "time"
+    model = pred.attrs.get("xappa_model")
+    times = truth["time"].values if "time" in truth.coords else np.array([])
+    when = f", {utc(times.min())} to {utc(times.max())}" if times.size else ""
     fig, axes = _grid(
-        plt, len(labels), f"RMSE maps of the (ensemble-mean) prediction, over {over}"
+        plt,
+        len(labels),
+        f"RMSE maps of the (ensemble-mean) prediction{f' of {model}' if model else ''},"
+        f" over {over}{when}",
     )
     for ax, label in zip(axes, labels, strict=True):
         units = truth[fields[label][0]].attrs.get("units", "1")
         err = (select(det, label) - select(truth, label)) ** 2
         err = np.sqrt(err.mean([d for d in err.dims if d not in ("latitude", "longitude")]))
-        err = err.compute().sortby("latitude")
-        mesh = ax.pcolormesh(
-            err["longitude"].values, err["latitude"].values, err.values, shading="auto"
-        )
-        fig.colorbar(mesh, ax=ax, label=f"RMSE [{units}]")
-        ax.set_title(label)
-        ax.set_xlabel("longitude [degrees east]")
-        ax.set_ylabel("latitude [degrees north]")
+        draw_map(ax, err.compute(), title=label, colorbar=f"RMSE [{units}]")
     fig.tight_layout()
     fig.savefig(out / "error_maps.png", dpi=100)
     plt.close(fig)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dask.array
+import dask.callbacks
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
 
 import xappa
+from xappa.encoding import MEMBER_ATTRS, state_dataset
+from xappa.state import dataset_to_tensor
+from xappa.stats import standardize
 from xappa.testing import mock_era5, tiny_model
 
 
@@ -170,3 +176,132 @@ def test_model_rejects_bad_parts(model, change, error, match):
     }
     with pytest.raises(error, match=match):
         xappa.Model(**{**parts, **change})
+
+
+class _Loads(dask.callbacks.Callback):
+    """Record, for every dask compute, which time blocks of a recording array it loaded."""
+
+    def __init__(self, log: list):
+        super().__init__()
+        self.log = log
+
+    def _start(self, dsk):
+        self.log.append("compute")
+
+
+def _recording(ds: xr.Dataset, log: list) -> xr.Dataset:
+    """Return ``ds`` dask-backed, one time per chunk, logging each time block it loads."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        values = var.values
+
+        def load(block_info=None, values=values, name=name):
+            t = block_info[None]["chunk-location"][0]
+            log.append((name, t))
+            return values[t : t + 1]
+
+        chunks = ((1,) * values.shape[0], *[(n,) for n in values.shape[1:]])
+        out[name] = (var.dims, dask.array.map_blocks(load, chunks=chunks, dtype=values.dtype))
+        out[name].attrs = var.attrs
+    return out
+
+
+def test_encode_streams_dask_inputs_one_batch_of_times_at_a_time(model):
+    truth = mock_era5(variables=model.spec.variables, nlat=16, nlon=32, ntime=7)
+    log: list = []
+    lazy = _recording(truth, log)
+    with _Loads(log):
+        z = xappa.encode(lazy, model=model, batch_size=3)
+    groups, current = [], None
+    for entry in log:
+        if entry == "compute":
+            current = set()
+            groups.append(current)
+        elif current is not None:
+            current.add(entry[1])
+    loaded = [g for g in groups if g]
+    # every time is read once, and no compute holds more than one batch of times
+    assert loaded == [{0, 1, 2}, {3, 4, 5}, {6}]
+    assert sorted(t for _, t in (e for e in log if e != "compute")) == sorted(
+        [t for t in range(7) for _ in model.spec.variables]
+    )
+    expected = xappa.encode(truth, model=model, batch_size=3).latent.values
+    np.testing.assert_array_equal(z.latent.values, expected)
+
+
+def test_encode_output_matches_encoding_the_whole_tensor(model):
+    truth = mock_era5(variables=model.spec.variables, nlat=16, nlon=32, ntime=5)
+    x, _ = dataset_to_tensor(truth, model.spec, check_step=False)
+    with torch.no_grad():
+        ref = [
+            model.encode_standardized(standardize(x[i : i + 2], model.mean, model.std)[0])
+            for i in range(0, 5, 2)
+        ]
+    z = xappa.encode(truth.chunk({"time": 1}), model=model, batch_size=2)
+    np.testing.assert_array_equal(z.latent.values, torch.cat(ref).numpy())
+
+
+def test_outputs_name_their_source_and_members(model, truth):
+    z = xappa.encode(truth, model=model)
+    zz = xr.concat([z, z], dim="member").assign_coords(member=[5, 6])
+    zz.attrs = z.attrs
+    out = xappa.decode(zz, model=model)
+    assert out["member"].attrs["standard_name"] == "realization"
+    np.testing.assert_array_equal(out["member"].values, [5, 6])
+    for ds, action in ((z, "xappa.encode"), (out, "xappa.decode")):
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert "'tiny'" in ds.attrs["source"] and model.weight_hash in ds.attrs["source"]
+        assert ds.attrs["history"].startswith(action)
+
+
+@pytest.mark.parametrize(
+    ("shape", "members", "match"),
+    [
+        ((2, 3), [0, 1, 2], r"one label per member \(2\)"),
+        ((3,), [0, 1, 2], "x has no member dimension"),
+    ],
+    ids=["wrong-count", "no-member-dim"],
+)
+def test_state_dataset_checks_members(model, shape, members, match):
+    x = torch.zeros(*shape, model.spec.n_channels, *model.spec.shape)
+    times = pd.date_range("2021-01-01", periods=shape[-1], freq="1h")
+    with pytest.raises(ValueError, match=match):
+        state_dataset(x, model, times, {}, members=members)
+
+
+def test_state_dataset_member_coordinate(model):
+    x = torch.zeros(2, 3, model.spec.n_channels, *model.spec.shape)
+    times = pd.date_range("2021-01-01", periods=3, freq="1h")
+    ds = state_dataset(x, model, times, {}, action="xappa.assimilate (reanalysis)")
+    np.testing.assert_array_equal(ds["member"].values, [0, 1])
+    assert ds["member"].attrs == MEMBER_ATTRS
+    assert ds.attrs["history"].startswith("xappa.assimilate (reanalysis)")
+
+
+def _row_rmse(a: xr.Dataset, b: xr.Dataset, name: str) -> np.ndarray:
+    return np.sqrt(((a[name] - b[name]) ** 2).mean(("time", "longitude"))).values
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "swe-default's autoencoder was trained with Appa's loss weights cos(lat) + 1/n_lon, which"
+        " give each pole row 1/7.5 of its neighbour's weight: it reconstructs the pole rows 2-12x"
+        " worse than their neighbours (docs/guide/shallow-water.md). Passes once the model is"
+        " retrained with the pole rows weighted like their neighbours; then remove this mark."
+    ),
+)
+@pytest.mark.parametrize(("pole", "neighbour"), [(0, 1), (-1, -2)], ids=["north", "south"])
+def test_round_trip_error_of_the_pole_rows_is_near_their_neighbours(pole, neighbour):
+    from xappa.testbeds.shallow_water import simulate
+
+    model = xappa.load_model("swe-default")
+    truth = simulate(1, 1, nlat=32, nlon=64, spinup_days=5, seed=2026).isel(trajectory=0)
+    truth = truth[list(model.spec.variables)]
+    back = xappa.decode(xappa.encode(truth, model=model), model=model)
+    ratios = {}
+    for name in model.spec.variables:
+        rows = _row_rmse(back, truth, name)
+        ratios[name] = rows[pole] / rows[neighbour]
+    assert max(ratios.values()) < 3.0, ratios

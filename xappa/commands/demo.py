@@ -10,7 +10,7 @@ new directory or the output of an earlier run, which is replaced (nothing else i
 
 from __future__ import annotations
 
-__all__ = ["format_table", "register", "run"]
+__all__ = ["demo_figure", "format_table", "register", "run"]
 
 import argparse
 import time
@@ -137,60 +137,120 @@ def format_table(table: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def _observations(result: Any, name: str, valid: Any) -> dict[str, xr.DataArray]:
+    """Return what each source observed of ``name`` at ``valid``: gridded or at stations."""
+    out = {}
+    satellite = result.observations.get("satellite")
+    if satellite is not None and name in satellite and valid in satellite["time"].values:
+        sat = satellite[name].sel(time=valid)
+        if bool(sat.notnull().any()):
+            out["swath"] = sat
+    stations = result.observations.get("stations")
+    if stations is not None and name in stations and valid in stations["time"].values:
+        here = stations[name].sel(time=valid)
+        if bool(here.notnull().any()):
+            out["stations"] = here
+    return out
+
+
+def demo_figure(result: Any, name: str, t: int = -1) -> Any:
+    """Draw the demo's maps of one variable at one valid time.
+
+    Top row: truth, observations and posterior ensemble mean, on one colour scale. Bottom
+    row: the error of the mean (mean minus truth), the ensemble spread, and both by latitude
+    over the whole window.
+
+    Parameters
+    ----------
+    result : OsseResult
+        The experiment (:func:`xappa.testbeds.osse.run_osse`).
+    name : str
+        The variable.
+    t : int
+        The position of the valid time in the window (default: the last).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (the caller saves and closes it).
+    """
+    import matplotlib.pyplot as plt
+
+    from xappa.plot import draw_map, map_axes, utc
+
+    truth, post = result.truth[name], result.posterior[name]
+    valid = truth["time"].values[t]
+    members = post.sizes["member"]
+    mean, spread = post.mean("member"), post.std("member", ddof=1)
+    units = truth.attrs.get("units", "1")
+    model = result.posterior.attrs.get("xappa_model", "the model")
+    fig, axes = plt.subplots(2, 3, figsize=(16, 6.4), layout="constrained")
+    short = f" ({_SHORT[name]})" if name in _SHORT else ""
+    fig.suptitle(f"{model}: {name}{short} [{units}], valid {utc(valid)}")
+    lo, hi = float(truth.min()), float(truth.max())
+    kw = {"vmin": lo, "vmax": hi, "cmap": "viridis"}
+    mesh = draw_map(axes[0, 0], truth.sel(time=valid), title="truth", **kw)
+    seen = _observations(result, name, valid)
+    ax = axes[0, 1]
+    if "swath" in seen:
+        draw_map(ax, seen["swath"], title="", **kw)
+    if "stations" in seen:
+        here = seen["stations"]
+        ax.scatter(
+            here["longitude"].values % 360,
+            here["latitude"].values,
+            c=here.values,
+            s=18,
+            edgecolors="k",
+            linewidths=0.4,
+            **kw,
+        )
+    lon = truth["longitude"].values
+    title = f"observations ({', '.join(seen)})" if seen else "not observed at this time"
+    map_axes(ax, lon, title)
+    draw_map(axes[0, 2], mean.sel(time=valid), title=f"posterior mean ({members} members)", **kw)
+    fig.colorbar(mesh, ax=axes[0, :], label=f"{name} [{units}]", shrink=0.9)
+    error = (mean - truth).sel(time=valid)
+    top = float(np.nanmax(np.abs(error.values))) or 1.0
+    draw_map(
+        axes[1, 0],
+        error,
+        title="error: posterior mean minus truth",
+        colorbar=f"[{units}]",
+        cmap="RdBu_r",
+        vmin=-top,
+        vmax=top,
+    )
+    draw_map(
+        axes[1, 1],
+        spread.sel(time=valid),
+        title="posterior spread (ensemble std)",
+        colorbar=f"[{units}]",
+        cmap="magma",
+    )
+    ax = axes[1, 2]
+    rmse_lat = np.sqrt(((mean - truth) ** 2).mean(["time", "longitude"]))
+    spread_lat = np.sqrt((spread**2).mean(["time", "longitude"]))
+    ax.plot(rmse_lat["latitude"], rmse_lat, marker=".", label="RMSE of the posterior mean")
+    ax.plot(spread_lat["latitude"], spread_lat, marker=".", label="spread")
+    ax.set_xlim(-90, 90)
+    ax.set_xlabel("latitude [degrees north]")
+    ax.set_ylabel(f"[{units}]")
+    ax.set_title(f"by latitude, over the window's {truth.sizes['time']} valid times")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def _figures(result: Any, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    truth, post = result.truth, result.posterior
-    mean, spread = post.mean("member"), post.std("member", ddof=1)
-    t = truth.sizes["time"] - 1
-    when = str(truth.time.values[t])[:16].replace("T", " ")
     files = []
-    stations = result.observations.get("stations")
-    satellite = result.observations.get("satellite")
-    for name in truth.data_vars:
-        units = truth[name].attrs.get("units", "")
-        fig, axes = plt.subplots(1, 4, figsize=(17, 3.2), constrained_layout=True)
-        lo, hi = float(truth[name].min()), float(truth[name].max())
-        kw = {"vmin": lo, "vmax": hi, "cmap": "viridis", "shading": "auto"}
-        lon, lat = truth.longitude.values, truth.latitude.values
-        axes[0].pcolormesh(lon, lat, truth[name].isel(time=t).values, **kw)
-        axes[0].set_title(f"truth, {when}")
-        shown = False
-        if satellite is not None and name in satellite:
-            sat = satellite[name].isel(time=t)
-            axes[1].pcolormesh(sat.longitude.values, sat.latitude.values, sat.values, **kw)
-            shown = True
-        if stations is not None and name in stations:
-            here = stations[name].sel(time=truth.time.values[t])
-            axes[1].scatter(
-                here.longitude.values % 360,
-                here.latitude.values,
-                c=here.values,
-                s=18,
-                edgecolors="k",
-                linewidths=0.4,
-                vmin=lo,
-                vmax=hi,
-                cmap="viridis",
-            )
-            shown = True
-        axes[1].set_title("observations (swath, stations)" if shown else "not observed")
-        axes[1].set_xlim(lon.min(), lon.max())
-        axes[1].set_ylim(-90, 90)
-        mesh = axes[2].pcolormesh(lon, lat, mean[name].isel(time=t).values, **kw)
-        axes[2].set_title("posterior ensemble mean")
-        fig.colorbar(mesh, ax=axes[:3], label=f"{name} [{units}]", shrink=0.9)
-        mesh = axes[3].pcolormesh(
-            lon, lat, spread[name].isel(time=t).values, cmap="magma", shading="auto"
-        )
-        axes[3].set_title("posterior ensemble spread")
-        fig.colorbar(mesh, ax=axes[3], label=f"[{units}]", shrink=0.9)
-        for ax in axes:
-            ax.set_xlabel("longitude [degrees east]")
-        axes[0].set_ylabel("latitude [degrees north]")
+    for name in result.truth.data_vars:
+        fig = demo_figure(result, str(name))
         path = out / f"{name}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
