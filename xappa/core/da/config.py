@@ -10,7 +10,14 @@ settings; :func:`as_config` accepts a config, a preset name or None (the default
 
 from __future__ import annotations
 
-__all__ = ["GUIDANCE_NAMES", "PRECISIONS", "PRESETS", "SamplingConfig", "as_config"]
+__all__ = [
+    "GUIDANCE_NAMES",
+    "PRECISIONS",
+    "PRESETS",
+    "PriorDenoiser",
+    "SamplingConfig",
+    "as_config",
+]
 
 import dataclasses
 import json
@@ -229,9 +236,7 @@ class SamplingConfig:
             return PriorDenoiser(denoiser)
         if self.guidance == "dps":
             return DPSDenoiser(denoiser, observations, gamma=float(self.gamma))
-        return MMPSDenoiser(
-            denoiser, observations, iterations=self.iterations, solver=self.solver
-        )
+        return MMPSDenoiser(denoiser, observations, iterations=self.iterations, solver=self.solver)
 
 
 class PriorDenoiser(nn.Module):

@@ -246,7 +246,10 @@ class TrajectoryDenoiser(nn.Module):
     pass_window_index : bool
         Pass ``window_index``, a long tensor of shape ``(N,)`` with each window's index in
         :math:`[0, n)`, to the window denoiser; guided denoisers use it to select each
-        window's observations.
+        window's observations. With the keyword ``trajectory_index`` (a long tensor of shape
+        ``(B,)``) at call time, window :math:`w` of trajectory :math:`b` gets the index
+        ``trajectory_index[b] * n + w`` instead, so trajectories of different experiments
+        select their own observations.
     """
 
     def __init__(
@@ -278,7 +281,13 @@ class TrajectoryDenoiser(nn.Module):
         self.frame_keys = frozenset(frame_keys)
         self.pass_window_index = bool(pass_window_index)
 
-    def forward(self, x_t: Tensor, sigma: Tensor | float, **kwargs: Any) -> Tensor:
+    def forward(
+        self,
+        x_t: Tensor,
+        sigma: Tensor | float,
+        trajectory_index: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
         r"""Denoise trajectories window by window and fold.
 
         Parameters
@@ -287,6 +296,8 @@ class TrajectoryDenoiser(nn.Module):
             Noisy trajectories, with shape ``(B, L, *frame)``.
         sigma : Tensor or float
             Noise levels, with shape ``(B,)`` or scalar.
+        trajectory_index : Tensor, optional
+            The experiment of each trajectory, with shape ``(B,)`` (see ``pass_window_index``).
         **kwargs
             Conditioning: per-frame entries (``frame_keys``) with shape ``(B, L, ...)``, and
             others passed unchanged.
@@ -312,6 +323,12 @@ class TrajectoryDenoiser(nn.Module):
                 value = unfold_windows(value, k, s).flatten(0, 1).contiguous()
             cond[key] = value
         index = torch.arange(n, device=x_t.device).repeat(b)
+        if trajectory_index is not None:
+            torch._check(
+                tuple(trajectory_index.shape) == (b,),
+                lambda: f"trajectory_index must have shape ({b},); found {trajectory_index.shape}",
+            )
+            index = index + trajectory_index.to(index).repeat_interleave(n) * n
         rows = b * n
         chunk = rows if self.max_batch is None else self.max_batch
         outs = []
