@@ -18,7 +18,11 @@ import time
 
 import torch
 
-from xappa.da.lorenz96 import Lorenz96Prior, lorenz96_training_data, train_lorenz96_prior
+from xappa.testbeds.lorenz96_prior import (
+    Lorenz96Prior,
+    lorenz96_training_data,
+    train_lorenz96_prior,
+)
 from xappa.train import TrainConfig
 
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from xappa.da import FilterConfig, SmootherConfig, filter_ensemble, smooth_ensemble
-from xappa.da.lorenz96 import (
+from xappa.core.da import DenseObservations, SamplingConfig, filter_analyses, smooth
+from xappa.options import set_options
+from xappa.testbeds import lorenz96 as l96
+from xappa.testbeds.lorenz96_prior import (
     Lorenz96Prior,
     assimilate_lorenz96,
     load_lorenz96_prior,
@@ -21,13 +23,11 @@ from xappa.da.lorenz96 import (
     observation_tensors,
     train_lorenz96_prior,
 )
-from xappa.options import set_options
-from xappa.testbeds import lorenz96 as l96
 from xappa.train import TrainConfig
 
 WINDOW = 4
 VARIANCE = 1.0 / l96.CLIMATOLOGY_STD**2  # observation error variance 1, standardized
-FAST = {"members": 8, "sampler": "ddim", "steps": 8, "iterations": 2, "solver": "gmres"}
+FAST = SamplingConfig(sampler="ddim", steps=8, iterations=2)
 
 
 @contextlib.contextmanager
@@ -86,10 +86,16 @@ def test_load_prior_round_trip(prior_dir, denoiser):
     assert torch.isfinite(out).all()
 
 
+def _obs(values, mask):
+    return DenseObservations(values, mask, VARIANCE)
+
+
 def test_smoother_beats_climatology(denoiser, held_out):
     truth, values, mask = held_out
-    config = SmootherConfig(window=WINDOW, **FAST)
-    ens = smooth_ensemble(denoiser, values, mask, VARIANCE, config, seed=0)
+    ens = smooth(
+        denoiser, _obs(values, mask), members=8, length=12, frame=(40,), window=WINDOW,
+        stride=2, config=FAST, seed=0,
+    )  # fmt: skip
     assert ens.shape == (8, 12, 40)
     rmse = float((ens.mean(0) - truth).square().mean().sqrt())
     climatology = float(truth.square().mean().sqrt())  # climatological mean is 0
@@ -98,51 +104,75 @@ def test_smoother_beats_climatology(denoiser, held_out):
 
 def test_smoother_is_seeded(denoiser, held_out):
     _, values, mask = held_out
-    config = SmootherConfig(window=WINDOW, **(FAST | {"members": 2, "steps": 3}))
-    a = smooth_ensemble(denoiser, values, mask, VARIANCE, config, seed=3)
-    b = smooth_ensemble(denoiser, values, mask, VARIANCE, config, seed=3)
-    torch.testing.assert_close(a, b)
+    config = FAST.replace(steps=3)
+    kwargs = {"members": 2, "length": 12, "frame": (40,), "window": WINDOW, "stride": 2}
+    a = smooth(denoiser, _obs(values, mask), config=config, seed=3, **kwargs)
+    b = smooth(denoiser, _obs(values, mask), config=config, seed=3, **kwargs)
+    c = smooth(denoiser, _obs(values, mask), config=config, seed=4, **kwargs)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
 
 
 def test_filter_is_causal(denoiser, held_out):
     truth, values, mask = held_out
-    config = FilterConfig(window=WINDOW, **(FAST | {"members": 4, "steps": 4}))
-    values, mask = values[None, :9], mask[None, :9]
+    config = FAST.replace(steps=4)
+    values, mask = values[:9], mask[:9]
     changed = values.clone()
-    changed[0, 7] += 3.0  # a future observation
-    a = filter_ensemble(denoiser, values, mask, VARIANCE, config, seed=0)
-    b = filter_ensemble(denoiser, changed, mask, VARIANCE, config, seed=0)
-    assert a.shape == (1, 4, 9, 40)
-    torch.testing.assert_close(a[:, :, :7], b[:, :, :7], rtol=0, atol=0)
-    assert not torch.allclose(a[:, :, 7], b[:, :, 7])
-    rmse = float((a[0].mean(0) - truth[:9]).square().mean().sqrt())
+    changed[7] += 3.0  # a future observation
+    kwargs = {"members": 4, "frame": (40,), "window": WINDOW, "config": config, "seed": 0}
+    a = filter_analyses(denoiser, _obs(values, mask), **kwargs)
+    b = filter_analyses(denoiser, _obs(changed, mask), **kwargs)
+    assert a.shape == (4, 9, 40)
+    torch.testing.assert_close(a[:, :7], b[:, :7], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 7], b[:, 7])
+    rmse = float((a.mean(0) - truth[:9]).square().mean().sqrt())
     assert rmse < 0.5 * float(truth[:9].square().mean().sqrt())
+
+
+def test_filter_analyses_only_at_observation_times(denoiser):
+    """Observations every 3 steps: one analysis (one draw) per observation time."""
+    truth = l96.simulate(steps=13, seed=4343)
+    values, mask = observation_tensors(l96.observe(truth, time_step=3, seed=1))
+    assert values.shape[0] == 13
+    draws = []
+    out = filter_analyses(
+        denoiser, _obs(values, mask), members=3, frame=(40,), window=WINDOW,
+        config=FAST.replace(steps=2), callback=lambda i, n: draws.append((i, n)),
+    )  # fmt: skip
+    assert out.shape == (3, 5, 40)  # times 0, 3, 6, 9, 12
+    assert draws == [(i, 5) for i in range(1, 6)]
 
 
 def test_filter_batches_experiments(denoiser, held_out):
     _, values, mask = held_out
-    config = FilterConfig(window=WINDOW, **(FAST | {"members": 2, "steps": 2}))
-    both = filter_ensemble(
-        denoiser,
-        torch.stack([values[:6], -values[:6]]),
-        mask[None, :6].expand(2, 6, 40),
-        VARIANCE,
-        config,
-    )
+    config = FAST.replace(steps=2)
+    obs = [_obs(values[:6], mask[:6]), _obs(-values[:6], mask[:6])]
+    both = filter_analyses(denoiser, obs, members=2, frame=(40,), window=WINDOW, config=config)
     assert both.shape == (2, 2, 6, 40)
     assert not torch.allclose(both[0], both[1])
+    alone = filter_analyses(denoiser, obs[0], members=2, frame=(40,), window=WINDOW, config=config)
+    torch.testing.assert_close(both[0], alone, rtol=1e-4, atol=1e-5)
 
 
-def test_assimilate_lorenz96_labels(denoiser):
+@pytest.mark.parametrize("method", ["smoother", "filter"])
+def test_assimilate_lorenz96_is_the_engine(denoiser, method):
     truth = l96.simulate(steps=8, seed=11)
-    obs = l96.observe(truth, site_step=4, variance=1.0, seed=1)
+    obs = l96.observe(truth, site_step=4, site_offset=1, variance=1.0, seed=1)
     with set_options(progress=False):
-        out = assimilate_lorenz96(obs, denoiser, method="smoother", **(FAST | {"members": 3}))
+        out = assimilate_lorenz96(obs, denoiser, method=method, members=3, sampling=FAST, seed=5)
     assert out.x.dims == ("member", "time", "site")
     assert out.x.shape == (3, 8, 40)
     np.testing.assert_allclose(out.time.values, truth.time.values)
-    assert set(out.data_vars) == {"x", "mean", "spread"}
-    assert np.isfinite(out.x.values).all()
+    assert set(out.data_vars) == {"x", "ensemble_mean", "ensemble_spread"}
+    np.testing.assert_allclose(out.ensemble_mean, out.x.mean("member"))
+    values, mask = observation_tensors(obs)
+    assert mask[:, 1::4].all() and not mask[:, 0::4].any()
+    common = {"members": 3, "frame": (40,), "window": WINDOW, "config": FAST, "seed": 5}
+    if method == "smoother":
+        direct = smooth(denoiser, _obs(values, mask), length=8, stride=2, **common)
+    else:
+        direct = filter_analyses(denoiser, _obs(values, mask), stride=2, **common)
+    np.testing.assert_array_equal(out.x.values, l96.unstandardize(direct.double()).numpy())
 
 
 def test_observation_tensors_sparse():
@@ -153,20 +183,9 @@ def test_observation_tensors_sparse():
     assert mask[0, ::4].all() and not mask[1].any()
 
 
-@pytest.mark.parametrize(
-    ("make", "match"),
-    [
-        (lambda: FilterConfig(window=1), "window >= 2"),
-        (lambda: FilterConfig(window=4, members=1), "members >= 2"),
-        (lambda: FilterConfig(window=4, sampler="euler"), "sampler must be one of"),
-        (lambda: SmootherConfig(window=4, stride=5), "stride <= window"),
-        (lambda: Lorenz96Prior(window=0), "window must be positive"),
-    ],
-    ids=["window1", "members", "sampler", "stride", "window"],
-)
-def test_configs_reject_bad_values(make, match):
-    with pytest.raises(ValueError, match=match):
-        make()
+def test_prior_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="window must be positive"):
+        Lorenz96Prior(window=0)
 
 
 def test_assimilate_rejects_unknown_method(denoiser):

@@ -75,9 +75,7 @@ analysis = xappa.assimilate(
     model=model,
     window=window,
     members=MEMBERS,
-    steps=STEPS,
-    sampler="lms",
-    schedule="loglogit",
+    sampling=xappa.SamplingConfig(sampler="lms", steps=STEPS, schedule="loglogit"),
     seed=0,
 )
 print(analysis.attrs["xappa_n_obs"])

@@ -23,14 +23,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from xappa.da.lorenz96 import (
+import xappa
+from xappa.options import set_options
+from xappa.testbeds import lorenz96 as l96
+from xappa.testbeds.lorenz96_prior import (
     Lorenz96Prior,
     assimilate_lorenz96,
     lorenz96_training_data,
     train_lorenz96_prior,
 )
-from xappa.options import set_options
-from xappa.testbeds import lorenz96 as l96
 from xappa.train import TrainConfig
 
 QUICK = "--quick" in sys.argv or os.environ.get("XAPPA_TUTORIAL_QUICK", "") not in ("", "0")
@@ -78,19 +79,19 @@ print(f"trained {record.step} steps in {record.seconds:.0f} s, last loss {record
 # %% [markdown]
 # ## 3. Assimilation
 #
-# The smoother samples whole trajectories given all observations; the filter moves forward
-# one step at a time, each window conditioned on the previous analysis and the new
-# observations only. Both return an ensemble.
+# The smoother samples whole trajectories given all observations; the filter makes an
+# analysis at each observation time from the observations up to that time only, starting
+# each window from the previous analysis ensemble. Both return an ensemble, with
+# `ensemble_mean` and `ensemble_spread` (`ds.mean` would be the Dataset's method).
 
 # %%
-sampling = {
-    "members": 4 if QUICK else 16,
-    "steps": 4 if QUICK else 10,
-    "iterations": 2 if QUICK else 6,
-}
+members = 4 if QUICK else 16
+sampling = xappa.SamplingConfig(sampler="ddim", steps=4) if QUICK else None  # None: defaults
 with set_options(progress=not QUICK):
-    smooth = assimilate_lorenz96(obs, denoiser, method="smoother", **sampling)
-    filt = assimilate_lorenz96(obs, denoiser, method="filter", **sampling)
+    smooth = assimilate_lorenz96(
+        obs, denoiser, method="smoother", members=members, sampling=sampling
+    )
+    filt = assimilate_lorenz96(obs, denoiser, method="filter", members=members, sampling=sampling)
 
 
 def rmse(mean):
@@ -98,7 +99,7 @@ def rmse(mean):
 
 
 print(
-    f"RMSE: smoother {rmse(smooth['mean']):.2f}, filter {rmse(filt['mean']):.2f} (with its "
+    f"RMSE: smoother {rmse(smooth.ensemble_mean):.2f}, filter {rmse(filt.ensemble_mean):.2f} (with its "
     f"spin-up), climatology {rmse(l96.CLIMATOLOGY_MEAN + 0 * truth.x):.2f}, observations 1.0"
 )
 
@@ -110,8 +111,8 @@ fig, axes = plt.subplots(1, 4, figsize=(14, 3.5), sharey=True)
 panels = [
     ("truth", truth.x),
     ("observations", obs.y),
-    ("smoother mean", smooth["mean"]),
-    ("filter mean", filt["mean"]),
+    ("smoother mean", smooth.ensemble_mean),
+    ("filter mean", filt.ensemble_mean),
 ]
 for ax, (title, field) in zip(axes, panels, strict=True):
     image = field.plot(
@@ -131,7 +132,7 @@ site = 0
 ax.plot(truth.time, truth.x.sel(site=site), "k", label="truth")
 ax.plot(obs.time, obs.y.sel(site=site), "k.", ms=3, label="observations")
 for name, ds in (("smoother", smooth), ("filter", filt)):
-    mean, spread = ds["mean"].sel(site=site), ds["spread"].sel(site=site)
+    mean, spread = ds.ensemble_mean.sel(site=site), ds.ensemble_spread.sel(site=site)
     line = ax.plot(ds.time, mean, label=name)[0]
     ax.fill_between(ds.time, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
 ax.set_xlabel("time [model time units]")

@@ -12,6 +12,7 @@ References
 
 __all__ = [
     "Model",
+    "SamplingConfig",
     "__version__",
     "assimilate",
     "decode",
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 import xappa.accessor  # noqa: F401  (registers the .appa accessor)
 from xappa.assimilation import assimilate
+from xappa.core.da import SamplingConfig
 from xappa.encoding import decode, encode
 from xappa.era5 import open_era5
 from xappa.forecasting import forecast

@@ -1,7 +1,7 @@
 """Private helpers shared by encoding, assimilation and forecasting.
 
-Seeds to generators, progress bars, frame dates, trajectory padding, devices, the
-conventions of the user's grid, and output attributes.
+Positive-int checks, devices, progress bars, the denormal flag, frame dates and the
+conventions of the user's grid. Seeds live with the engine (:mod:`xappa.core.da.seeds`).
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from __future__ import annotations
 __all__ = [
     "check_positive_int",
     "frame_dates",
-    "generator",
     "grid_conventions",
-    "progress",
+    "progress_bar",
     "resolve_device",
     "restore_conventions",
-    "sampler_kwargs",
 ]
 
 from collections.abc import Callable, Iterator
@@ -29,10 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from xappa.convert import find_coord
-from xappa.core.diffusion.schedule import SCHEDULE_NAMES, create_schedule
 from xappa.options import check_device, get_options
-
-_SAMPLERS = ("ddpm", "ddim", "lms", "pc", "heun")
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -54,18 +49,8 @@ def resolve_device(device: torch.device | str | None, default: torch.device) -> 
     return default if device is None else check_device(device)
 
 
-def generator(seed: int, *key: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """Return a torch generator seeded from ``seed`` and an optional key (e.g. a step)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        msg = f"seed must be an int; found {type(seed).__name__}"
-        raise TypeError(msg)
-    state = np.random.SeedSequence([int(seed) % 2**63, *map(int, key)]).generate_state(2)
-    value = int(state[0]) | (int(state[1]) << 32)
-    return torch.Generator(device=torch.device(device)).manual_seed(value % 2**63)
-
-
 @contextmanager
-def progress(
+def progress_bar(
     total: int, desc: str, enabled: bool | None = None
 ) -> Iterator[Callable[[int, int], None]]:
     """Yield a sampler callback that advances a tqdm bar (hidden when progress is off)."""
@@ -99,34 +84,6 @@ def frame_dates(times: pd.DatetimeIndex, device: torch.device) -> Tensor:
     """Return integer dates ``[year, month, day, hour]``, with shape ``(T, 4)``."""
     parts = np.stack([times.year, times.month, times.day, times.hour], axis=-1)
     return torch.as_tensor(parts.astype(np.int64), device=device)
-
-
-def extend_times(times: pd.DatetimeIndex, length: int, step: pd.Timedelta) -> pd.DatetimeIndex:
-    """Return ``length`` regular times starting at ``times[0]`` (padding after the end)."""
-    return pd.date_range(times[0], periods=length, freq=step)
-
-
-def sampler_kwargs(
-    sampler: str, steps: int, corrections: int, delta: float, schedule: str = "rectified"
-) -> dict[str, Any]:
-    """Return the keyword arguments of :func:`~xappa.core.diffusion.sampler.create_sampler`.
-
-    ``schedule`` names the spacing of the sampler's noise levels (``"rectified"``, Appa's,
-    or ``"loglinear"``, ``"loglogit"``), on the noise range the priors are trained on.
-    """
-    if sampler not in _SAMPLERS:
-        msg = f"sampler must be one of {list(_SAMPLERS)}; found {sampler!r}"
-        raise ValueError(msg)
-    if schedule not in SCHEDULE_NAMES:
-        msg = f"schedule must be one of {list(SCHEDULE_NAMES)}; found {schedule!r}"
-        raise ValueError(msg)
-    kwargs: dict[str, Any] = {
-        "schedule": create_schedule(schedule),
-        "steps": check_positive_int(steps, "steps"),
-    }
-    if sampler == "pc":
-        kwargs.update(corrections=corrections, delta=delta)
-    return kwargs
 
 
 def grid_conventions(ds: xr.Dataset) -> dict[str, str]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from xappa.core.da import SamplingConfig
     from xappa.model import Model
 
 
@@ -37,58 +38,32 @@ class AppaAccessor:
         regions: Sequence[str] = ("global",),
         reduce: Sequence[str] | None = None,
         member_dim: str = "member",
+        time_batch: int | None = None,
+        complete: str = "raise",
     ) -> xr.Dataset:
         """Score this Dataset against ``truth``; see :func:`xappa.evaluation.evaluate`.
-
-        Parameters
-        ----------
-        truth : xarray.Dataset
-            The truth.
-        climatology : xarray.Dataset, optional
-            Climatology for the anomaly correlation.
-        regions : sequence of str, default ("global",)
-            Region names.
-        reduce : sequence of str, optional
-            Dimensions averaged over.
-        member_dim : str, default "member"
-            Name of the ensemble dimension.
 
         Returns
         -------
         xarray.Dataset
-            The metrics Dataset.
+            The metrics Dataset (per lead for a forecast).
         """
         from xappa.evaluation import evaluate
 
         return evaluate(
-            self._obj,
-            truth,
-            climatology=climatology,
-            regions=regions,
-            reduce=reduce,
-            member_dim=member_dim,
-        )
+            self._obj, truth, climatology=climatology, regions=regions, reduce=reduce,
+            member_dim=member_dim, time_batch=time_batch, complete=complete,
+        )  # fmt: skip
 
     def encode(
         self,
         *,
-        model: Model,
+        model: Model | str | None = None,
         times: Any = None,
         batch_size: int = 8,
         device: torch.device | str | None = None,
     ) -> xr.Dataset:
-        """Encode this state Dataset to latents; see :func:`xappa.encode`.
-
-        Parameters
-        ----------
-        model : Model
-            The model.
-        times : array-like of datetime, optional
-            The times to encode (all by default).
-        batch_size : int
-            Frames per autoencoder call.
-        device : torch.device or str, optional
-            Where to compute.
+        """Encode this state Dataset to standardized latents; see :func:`xappa.encode`.
 
         Returns
         -------
@@ -100,18 +75,13 @@ class AppaAccessor:
         return encode(self._obj, model=model, times=times, batch_size=batch_size, device=device)
 
     def decode(
-        self, *, model: Model, batch_size: int = 8, device: torch.device | str | None = None
+        self,
+        *,
+        model: Model | str | None = None,
+        batch_size: int = 8,
+        device: torch.device | str | None = None,
     ) -> xr.Dataset:
         """Decode this latent Dataset to physical states; see :func:`xappa.decode`.
-
-        Parameters
-        ----------
-        model : Model
-            The model.
-        batch_size : int
-            Frames per decoder call.
-        device : torch.device or str, optional
-            Where to compute.
 
         Returns
         -------
@@ -124,27 +94,24 @@ class AppaAccessor:
 
     def assimilate(
         self,
-        *,
-        model: Model,
-        window: str | pd.Timedelta | tuple[Any, Any] = "7D",
+        *more: xr.Dataset,
+        model: Model | str | None = None,
+        window: str | pd.Timedelta | tuple[Any, Any] | None = None,
         members: int = 8,
-        steps: int = 32,
-        sampler: str = "pc",
-        corrections: int = 2,
-        delta: float = 0.1,
-        schedule: str = "rectified",
-        guidance: str | None = "mmps",
-        solver: str = "gmres",
-        solver_iterations: int = 2,
+        sampling: SamplingConfig | str | None = None,
+        mode: str = "reanalysis",
         stride: int | None = None,
         seed: int = 0,
         device: torch.device | str | None = None,
-        mode: str = "reanalysis",
         obs_error: float | Mapping[str, float] | None = None,
+        check_values: bool = True,
         max_batch: int | None = None,
         progress: bool | None = None,
     ) -> xr.Dataset:
-        """Assimilate these observations; see :func:`xappa.assimilate` for the parameters.
+        """Assimilate these observations (and ``more``); see :func:`xappa.assimilate`.
+
+        ``obs.appa.assimilate(swath, model="swe-default")`` assimilates the stations of
+        ``obs`` and a swath together.
 
         Returns
         -------
@@ -154,31 +121,23 @@ class AppaAccessor:
         from xappa.assimilation import assimilate
 
         return assimilate(
-            self._obj, model=model, window=window, members=members, steps=steps,
-            sampler=sampler, corrections=corrections, delta=delta, schedule=schedule,
-            guidance=guidance,
-            solver=solver, solver_iterations=solver_iterations, stride=stride, seed=seed,
-            device=device, mode=mode, obs_error=obs_error, max_batch=max_batch,
-            progress=progress,
+            [self._obj, *more], model=model, window=window, members=members, sampling=sampling,
+            mode=mode, stride=stride, seed=seed, device=device, obs_error=obs_error,
+            check_values=check_values, max_batch=max_batch, progress=progress,
         )  # fmt: skip
 
     def forecast(
         self,
-        *,
-        model: Model,
+        *more: xr.Dataset,
+        model: Model | str | None = None,
         lead: str | pd.Timedelta = "3D",
         members: int = 8,
         method: str = "autoregressive",
+        init_times: Any = None,
         context: int = 2,
-        window: str | pd.Timedelta | tuple[Any, Any] = "1D",
+        window: str | pd.Timedelta | tuple[Any, Any] | None = None,
         obs_error: float | Mapping[str, float] | None = None,
-        steps: int = 32,
-        sampler: str = "pc",
-        corrections: int = 2,
-        delta: float = 0.1,
-        schedule: str = "rectified",
-        solver: str = "gmres",
-        solver_iterations: int = 2,
+        sampling: SamplingConfig | str | None = None,
         stride: int | None = None,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -186,17 +145,18 @@ class AppaAccessor:
     ) -> xr.Dataset:
         """Forecast from this analysis, state or observations; see :func:`xappa.forecast`.
 
+        ``more`` are further observation Datasets (all-at-once only).
+
         Returns
         -------
         xarray.Dataset
-            The forecast ensemble, with a ``member`` dimension.
+            The forecast ensemble over ``(member, time, prediction_timedelta, ...)``.
         """
         from xappa.forecasting import forecast
 
+        initial = [self._obj, *more] if more else self._obj
         return forecast(
-            self._obj, model=model, lead=lead, members=members, method=method, context=context,
-            window=window, obs_error=obs_error, steps=steps, sampler=sampler,
-            corrections=corrections, delta=delta, schedule=schedule, solver=solver,
-            solver_iterations=solver_iterations, stride=stride, seed=seed, device=device,
-            progress=progress,
+            initial, model=model, lead=lead, members=members, method=method,
+            init_times=init_times, context=context, window=window, obs_error=obs_error,
+            sampling=sampling, stride=stride, seed=seed, device=device, progress=progress,
         )  # fmt: skip

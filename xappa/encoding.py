@@ -29,6 +29,7 @@ from xappa._sampling import (
     resolve_device,
     restore_conventions,
 )
+from xappa.hub import resolve_model
 from xappa.model import Model
 from xappa.state import dataset_to_tensor, select_state, tensor_to_dataset
 from xappa.stats import standardize, unstandardize
@@ -39,17 +40,10 @@ LATENT_VARIABLE = "latent"
 _CONVENTION_KEYS = ("latitude_name", "longitude_name", "latitude_order", "longitude_convention")
 
 
-def _check_model(model: Any) -> Model:
-    if not isinstance(model, Model):
-        msg = f"model must be an xappa.Model; found {type(model).__name__}"
-        raise TypeError(msg)
-    return model
-
-
 def encode(
     ds: xr.Dataset,
     *,
-    model: Model,
+    model: Model | str | None = None,
     times: Any = None,
     batch_size: int = 8,
     device: torch.device | str | None = None,
@@ -62,8 +56,9 @@ def encode(
         Holds every variable of ``model.spec`` over ``(time, [level,] latitude, longitude)``,
         in either latitude order and either longitude convention, in units convertible to
         the spec's. NaN (e.g. SST over land) become the channel mean, as in Appa.
-    model : Model
-        The model.
+    model : Model, str or None
+        The model, a model name or path (loaded through the hub's cache), or None for the
+        ``model`` option.
     times : array-like of datetime, optional
         The times to encode (all by default); they need not be regular.
     batch_size : int
@@ -97,14 +92,14 @@ def encode(
     >>> z.latent.dims, z.latent.shape
     (('time', 'latent_channel', 'y', 'x'), (3, 4, 4, 10))
     """
-    model = _check_model(model)
+    model = resolve_model(model)
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(ds, xr.Dataset):
         msg = f"ds must be an xarray.Dataset; found {type(ds).__name__}"
         raise TypeError(msg)
     state, info = select_state(ds, model.spec, times=times, check_step=False)
     device = resolve_device(device, model.device)
-    model.to(device)
+    model = model.on(device)
     c, h, w = model.latent_shape
     out = [torch.zeros(0, c, h, w)]
     with torch.no_grad():
@@ -112,7 +107,7 @@ def encode(
             # one batch of times is read (from dask: computed) at a time: memory stays bounded
             batch = state.isel(time=slice(start, start + batch_size))
             x, _ = dataset_to_tensor(batch, model.spec, check_step=False)
-            xs, _ = standardize(x.to(device=device, dtype=torch.float32), model.mean, model.std)
+            xs, _ = standardize(x.to(device, model.state_dtype), model.mean, model.std)
             out.append(model.encode_standardized(xs).float().cpu())
     z = torch.cat(out).numpy()
     attrs = {
@@ -155,7 +150,7 @@ def decode_tensor(z: Tensor, model: Model, *, batch_size: int = 8) -> Tensor:
     out = []
     with torch.no_grad():
         for start in range(0, flat.shape[0], batch_size):
-            chunk = flat[start : start + batch_size].to(device=model.device, dtype=torch.float32)
+            chunk = flat[start : start + batch_size].to(model.device, model.state_dtype)
             out.append(unstandardize(model.decode_standardized(chunk), model.mean, model.std))
     x = torch.cat(out) if out else flat.new_zeros(0, model.spec.n_channels, *model.spec.shape)
     return x.reshape(*lead, *x.shape[-3:])
@@ -255,7 +250,7 @@ def state_dataset(
 def decode(
     latents: xr.Dataset,
     *,
-    model: Model,
+    model: Model | str | None = None,
     batch_size: int = 8,
     device: torch.device | str | None = None,
 ) -> xr.Dataset:
@@ -265,8 +260,8 @@ def decode(
     ----------
     latents : Dataset
         As :func:`encode` returns: ``latent`` over ``([member,] time, latent_channel, y, x)``.
-    model : Model
-        The model (the one that encoded them).
+    model : Model, str or None
+        The model that encoded them (or its name or path; None: the ``model`` option).
     batch_size : int
         Frames per decoder call.
     device : torch.device or str, optional
@@ -296,7 +291,7 @@ def decode(
     >>> out["2m_temperature"].dims, out["2m_temperature"].attrs["units"]
     (('time', 'latitude', 'longitude'), 'K')
     """
-    model = _check_model(model)
+    model = resolve_model(model)
     batch_size = check_positive_int(batch_size, "batch_size")
     if not isinstance(latents, xr.Dataset) or LATENT_VARIABLE not in latents.data_vars:
         found = sorted(map(str, latents.data_vars)) if isinstance(latents, xr.Dataset) else None
@@ -317,7 +312,7 @@ def decode(
             f" {model.name!r}; found {tuple(var.shape[-3:])}"
         )
         raise ValueError(msg)
-    model.to(resolve_device(device, model.device))
+    model = model.on(resolve_device(device, model.device))
     z = torch.as_tensor(np.asarray(var.values, dtype=np.float32))
     x = decode_tensor(z, model, batch_size=batch_size)
     conventions = {k: latents.attrs.get(f"xappa_{k}") for k in _CONVENTION_KEYS}

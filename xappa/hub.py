@@ -28,6 +28,7 @@ __all__ = [
     "load_model",
     "read_model_files",
     "read_training_runs",
+    "resolve_model",
     "save_model_files",
 ]
 
@@ -435,6 +436,49 @@ def _cast(model: Model, dtype: torch.dtype | None) -> Model:
         model.autoencoder.to(dtype)
         model.denoiser.to(dtype)
     return model
+
+
+def resolve_model(model: Model | str | os.PathLike | None, *, name: str = "model") -> Model:
+    """Return the model a function should use: as given, loaded by name or path, or the default.
+
+    Parameters
+    ----------
+    model : Model, str, path-like or None
+        A :class:`~xappa.model.Model`; a model name or a local path, loaded with
+        :func:`load_model` (so through its cache: every call with the same name shares one
+        loaded model, which xappa never modifies); or None for the ``model`` option of
+        :func:`xappa.set_options`.
+    name : str
+        The argument's name, for messages.
+
+    Returns
+    -------
+    Model
+        The model.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is none of these, or None with no ``model`` option set.
+    KeyError
+        For an unknown model name (listing the available ones).
+    """
+    from xappa.options import get_options
+
+    if model is None:
+        model = get_options()["model"]
+        if model is None:
+            msg = (
+                f"{name} is required: pass a model name such as 'swe-default', a path or an "
+                "xappa.Model, or set a default with xappa.set_options(model=...); found None"
+            )
+            raise TypeError(msg)
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str | os.PathLike):
+        return load_model(model)
+    msg = f"{name} must be an xappa.Model, a model name or a path; found {type(model).__name__}"
+    raise TypeError(msg)
 
 
 def clear_cache() -> None:

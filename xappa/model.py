@@ -74,6 +74,19 @@ def _as_vector(value: Any, name: str, size: int | None = None) -> Tensor:
     return t
 
 
+class _Cast(nn.Module):
+    """Run a denoiser in its weights' dtype on states of another dtype."""
+
+    def __init__(self, denoiser: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.dtype = dtype
+
+    def forward(self, x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
+        out = self.denoiser(x.to(self.dtype), sigma.to(self.dtype), **kwargs)
+        return out.to(x.dtype)
+
+
 class Model:
     r"""Creates a latent assimilation model from built modules and statistics.
 
@@ -290,6 +303,35 @@ class Model:
         # unpickled model does not share: drop it.
         return {**self.__dict__, "_hash": None}
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float dtype of the networks' weights (``xappa.load_model(..., dtype=...)``)."""
+        first = next(iter(self.denoiser.parameters()), None)
+        return torch.float32 if first is None else first.dtype
+
+    @property
+    def state_dtype(self) -> torch.dtype:
+        """The dtype of states while encoding, decoding and sampling.
+
+        float64 for float64 weights, else float32: with bfloat16 or float16 weights the
+        networks compute in their dtype and the states, the solver and the statistics stay
+        in float32.
+        """
+        return torch.float64 if self.dtype == torch.float64 else torch.float32
+
+    def prior_denoiser(self) -> nn.Module:
+        """Return the latent prior denoiser taking states of :attr:`state_dtype`.
+
+        Returns
+        -------
+        nn.Module
+            :attr:`denoiser` itself, or, for weights in another dtype, a wrapper that casts
+            its inputs to the weights' dtype and its output back (differentiably).
+        """
+        if self.dtype == self.state_dtype:
+            return self.denoiser
+        return _Cast(self.denoiser, self.dtype)
+
     def on(self, device: torch.device | str) -> Model:
         """Return this model on ``device``, without changing this one.
 
@@ -392,7 +434,8 @@ class Model:
         Tensor
             Standardized pixels, with shape ``(B, C, H, W)``.
         """
-        return self.autoencoder.decode(self.unstandardize_latent(z))
+        z = self.unstandardize_latent(z)
+        return self.autoencoder.decode(z.to(self.dtype)).to(z.dtype)
 
     def encode_standardized(self, x: Tensor) -> Tensor:
         """Encode standardized pixels to standardized latents.
@@ -407,7 +450,7 @@ class Model:
         Tensor
             Standardized latents, with shape ``(B, C_lat, h, w)``.
         """
-        return self.standardize_latent(self.autoencoder.encode(x))
+        return self.standardize_latent(self.autoencoder.encode(x.to(self.dtype)).to(x.dtype))
 
     def provenance(self) -> dict[str, str]:
         """Return the provenance attributes of outputs made with this model.

@@ -1,4 +1,4 @@
-"""Process-wide defaults (device, dtype, progress bars), set with :func:`set_options`."""
+"""Process-wide defaults (device, progress bars, default model), set with :func:`set_options`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 _OPTIONS: dict[str, Any] = {
     "device": None,
     "progress": True,
-    "dtype": "float32",
+    "model": None,
 }
 
 
@@ -94,10 +94,18 @@ def _valid_device(value: Any) -> bool:
     return True
 
 
+def _valid_model(value: Any) -> bool:
+    import os
+
+    from xappa.model import Model
+
+    return value is None or isinstance(value, str | os.PathLike | Model)
+
+
 _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "device": (_valid_device, "None or an available device like 'cpu'"),
     "progress": (lambda v: isinstance(v, bool), "a bool"),
-    "dtype": (lambda v: v in ("float32", "float64", "bfloat16", "float16"), "a float dtype name"),
+    "model": (_valid_model, "None, a model name or path (str), or an xappa.Model"),
 }
 
 
@@ -120,7 +128,10 @@ class set_options:
     **kwargs
         ``device`` (``None`` picks CUDA when available, else CPU; otherwise a device that
         is available here, see :func:`check_device`), ``progress`` (show progress bars on
-        long work) and ``dtype`` (the default float dtype for models).
+        long work) and ``model`` (the model used when a function gets ``model=None``: a
+        name or path, loaded through the hub's cache, or a :class:`~xappa.model.Model`).
+        A model's float dtype is chosen when it is loaded
+        (``xappa.load_model(name, dtype=...)``), not here.
 
     Raises
     ------

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 __all__ = ["reanalysis"]
 
+import dataclasses
 import inspect
 import json
 import os
@@ -73,8 +74,7 @@ import pandas as pd
 import xarray as xr
 
 from xappa._outputs import check_target
-from xappa._sampling import check_positive_int, grid_conventions, sampler_kwargs
-from xappa._sampling import progress as progress_bar
+from xappa._sampling import check_positive_int, grid_conventions, progress_bar
 from xappa.assimilation import assimilate
 from xappa.batch.obs import as_datasets, observed_names, select_window, time_coordinates
 from xappa.batch.store import (
@@ -88,6 +88,7 @@ from xappa.batch.store import (
 )
 from xappa.batch.tasks import TaskResult, WindowTask, resolve_model, run_window, task_seed
 from xappa.batch.windows import WindowLayout, plan_windows
+from xappa.core.da import as_config
 from xappa.model import Model
 from xappa.observations.errors import check_mapping
 
@@ -128,13 +129,10 @@ def _settings(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if effective["mode"] != "reanalysis":
         msg = f"mode must be 'reanalysis' for a batch reanalysis; found {effective['mode']!r}"
         raise ValueError(msg)
-    if effective["guidance"] not in ("mmps", "dps", None):
-        msg = f"guidance must be one of ['mmps', 'dps', None]; found {effective['guidance']!r}"
-        raise ValueError(msg)
-    e = effective
-    sampler_kwargs(e["sampler"], e["steps"], e["corrections"], e["delta"], e["schedule"])
+    config = as_config(effective["sampling"])  # validated before any task or write
     identity = {k: v for k, v in effective.items() if k not in _RUNTIME}
-    return dict(kwargs), json.dumps(identity, sort_keys=True, default=str)
+    identity["sampling"] = dataclasses.asdict(config)
+    return dict(kwargs) | {"sampling": config}, json.dumps(identity, sort_keys=True, default=str)
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
@@ -339,8 +337,9 @@ def reanalysis(
     progress : bool, optional
         Show a progress bar over the tasks (default: the ``progress`` option).
     **assimilate_kwargs
-        Settings of :func:`xappa.assimilate` (``steps``, ``sampler``, ``corrections``,
-        ``guidance``, ``obs_error``, ``device``, ...); ``mode`` must be ``"reanalysis"``.
+        Settings of :func:`xappa.assimilate`: ``sampling`` (a
+        :class:`~xappa.core.da.SamplingConfig` or a preset name), ``stride``, ``obs_error``,
+        ``check_values``, ``device``, ``max_batch``; ``mode`` must be ``"reanalysis"``.
 
     Returns
     -------
@@ -378,7 +377,8 @@ def reanalysis(
     >>> obs = sample_points(truth, stations([45.0], [10.0]), error_std=0.5, seed=0)
     >>> start, end = truth.time.values[0], truth.time.values[-1]
     >>> ds = xappa.batch.reanalysis(
-    ...     obs, model, start, end, "4h", "0h", 2, "ra.zarr", steps=2, sampler="ddim"
+    ...     obs, model, start, end, "4h", "0h", 2, "ra.zarr",
+    ...     sampling=xappa.SamplingConfig(sampler="ddim", steps=2),
     ... )  # doctest: +SKIP
     >>> ds.sizes["time"], ds.sizes["window"], ds.attrs["xappa_computed_windows"]  # doctest: +SKIP
     (8, 2, [0, 1])

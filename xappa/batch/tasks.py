@@ -171,7 +171,7 @@ def _assimilate(task: WindowTask, model: Model) -> tuple[xr.Dataset, int, list[x
             } or None
     else:
         obs = [prior_placeholder(model.spec, model.mean.cpu(), task.t0)]
-        settings.update(guidance=None, obs_error=1.0)
+        settings.update(sampling=settings["sampling"].replace(guidance=None), obs_error=1.0)
     n = task.members.stop - task.members.start
     ds = assimilate(
         obs,

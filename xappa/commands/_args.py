@@ -11,19 +11,32 @@ __all__ = [
     "SAMPLER_NAMES",
     "SCHEDULE_NAMES",
     "add_device_argument",
+    "add_sampling_arguments",
     "device",
     "nonnegative_int",
     "positive_float",
     "positive_int",
+    "sampling_from_args",
 ]
 
 import argparse
 
-from xappa.core.diffusion.sampler import _SAMPLERS
+from xappa.core.da import PRESETS, SamplingConfig, as_config
+from xappa.core.diffusion.sampler import SAMPLER_NAMES
 from xappa.core.diffusion.schedule import SCHEDULE_NAMES
+from xappa.core.guidance.mmps import SOLVER_NAMES
 
-#: The sampler names ``--sampler`` accepts (those of the core's sampler table).
-SAMPLER_NAMES = tuple(sorted(_SAMPLERS))
+#: The fields of :class:`~xappa.core.da.SamplingConfig` that have an option of their own.
+_SAMPLING_OPTIONS = (
+    "sampler",
+    "steps",
+    "schedule",
+    "corrections",
+    "delta",
+    "solver",
+    "iterations",
+    "precision",
+)
 
 
 def _int(text: str, minimum: int) -> int:
@@ -83,3 +96,73 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         type=device,
         help="torch device, e.g. cpu, cuda, cuda:1 or mps (default: CUDA when available)",
     )
+
+
+def unit_float(text: str) -> float:
+    """Parse a float in (0, 1] (``--delta``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        msg = f"must be a number in (0, 1]; found {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_sampling_arguments(
+    parser: argparse.ArgumentParser, default: SamplingConfig | None = None
+) -> None:
+    """Add ``--sampling`` (a preset) and one option per sampling setting.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command's parser.
+    default : SamplingConfig, optional
+        The settings the command starts from without ``--sampling`` (default:
+        ``SamplingConfig()``).
+    """
+    base = as_config(default)
+    parser.set_defaults(sampling_base=base)
+    group = parser.add_argument_group(
+        "sampling", "a preset, then any single setting changed (xappa.SamplingConfig)"
+    )
+    group.add_argument(
+        "--sampling",
+        choices=sorted(PRESETS),
+        help="preset to start from (default: this command's settings, shown per option)",
+    )
+    group.add_argument("--sampler", choices=SAMPLER_NAMES, help=f"sampler ({base.sampler})")
+    group.add_argument("--steps", type=positive_int, help=f"sampler steps ({base.steps})")
+    group.add_argument(
+        "--schedule", choices=SCHEDULE_NAMES, help=f"noise spacing ({base.schedule})"
+    )
+    group.add_argument(
+        "--corrections",
+        type=nonnegative_int,
+        help=f"Langevin corrections, pc ({base.corrections})",
+    )
+    group.add_argument("--delta", type=unit_float, help=f"Langevin step size, pc ({base.delta})")
+    group.add_argument("--guidance", choices=["mmps", "dps", "none"], help="guidance (mmps)")
+    group.add_argument("--solver", choices=SOLVER_NAMES, help=f"MMPS solver ({base.solver})")
+    group.add_argument(
+        "--iterations", type=positive_int, help=f"MMPS solver iterations ({base.iterations})"
+    )
+    group.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16", "float16"],
+        help=f"network autocast precision ({base.precision})",
+    )
+
+
+def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
+    """Return the :class:`~xappa.core.da.SamplingConfig` that the sampling options ask for.
+
+    The options are those of :func:`add_sampling_arguments`.
+    """
+    config = as_config(args.sampling) if args.sampling else args.sampling_base
+    changes = {f: getattr(args, f) for f in _SAMPLING_OPTIONS if getattr(args, f) is not None}
+    if args.guidance is not None:
+        changes["guidance"] = None if args.guidance == "none" else args.guidance
+    return config.replace(**changes)

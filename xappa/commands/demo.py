@@ -21,18 +21,19 @@ import numpy as np
 import xarray as xr
 
 from xappa.commands._args import (
-    SAMPLER_NAMES,
-    SCHEDULE_NAMES,
     add_device_argument,
+    add_sampling_arguments,
     nonnegative_int,
     positive_int,
+    sampling_from_args,
 )
+from xappa.core.da import SamplingConfig
 
 #: The truth seed of the demo; the training data of swe-default used seed 0.
 DEMO_SEED = 2026
 #: The demo's sampler: few steps, spaced in logit t, which keeps more of the ensemble spread
 #: than Appa's rectified spacing at this cost (measured in docs/performance.md).
-DEMO_SAMPLER = {"sampler": "lms", "steps": 24, "schedule": "loglogit"}
+DEMO_SAMPLING = SamplingConfig(sampler="lms", steps=24, schedule="loglogit")
 _SHORT = {"geopotential": "z", "u_component_of_wind": "u", "v_component_of_wind": "v"}
 
 
@@ -64,31 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--members", type=positive_int, default=8, help="ensemble size (default 8)"
     )
-    d = DEMO_SAMPLER
-    parser.add_argument(
-        "--sampler",
-        default=d["sampler"],
-        choices=SAMPLER_NAMES,
-        help=f"sampler (default {d['sampler']})",
-    )
-    parser.add_argument(
-        "--steps",
-        type=positive_int,
-        default=d["steps"],
-        help=f"sampler steps (default {d['steps']})",
-    )
-    parser.add_argument(
-        "--schedule",
-        default=d["schedule"],
-        choices=SCHEDULE_NAMES,
-        help=f"noise-level spacing (default {d['schedule']})",
-    )
-    parser.add_argument(
-        "--corrections",
-        type=nonnegative_int,
-        default=2,
-        help="Langevin corrections per step (pc; default 2)",
-    )
+    add_sampling_arguments(parser, DEMO_SAMPLING)
     parser.add_argument(
         "--stations", type=nonnegative_int, default=64, help="ground stations (default 64)"
     )
@@ -284,10 +261,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = xappa.load_model(args.model, device=args.device)
     climatology = load_climatology(args.model)
+    sampling = sampling_from_args(args)
     print(
         f"xappa demo: {args.hours}-hour reanalysis of a shallow-water atmosphere with "
-        f"{model.name!r} ({args.members} members, {args.sampler} {args.steps} steps, "
-        f"seed {args.seed})"
+        f"{model.name!r} ({args.members} members, {sampling.sampler} {sampling.steps} steps,"
+        f" seed {args.seed}); progress bars below"
     )
     result = run_osse(
         model,
@@ -296,12 +274,8 @@ def run(args: argparse.Namespace) -> int:
         members=args.members,
         system=ObservingSystem(stations=args.stations),
         climatology=climatology,
-        sampler=args.sampler,
-        steps=args.steps,
-        schedule=args.schedule,
-        corrections=args.corrections,
+        sampling=sampling,
         device=args.device,
-        progress=False,
     )
     posterior = result.posterior
     posterior.attrs["title"] = "xappa demo: posterior ensemble of a shallow-water reanalysis"

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from xappa.commands._args import (
-    SAMPLER_NAMES,
-    SCHEDULE_NAMES,
     add_device_argument,
+    add_sampling_arguments,
     nonnegative_int,
     positive_int,
+    sampling_from_args,
 )
 from xappa.commands._io import open_input
 
@@ -59,18 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=positive_int, help="start a local cluster of N worker processes"
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="base seed (default 0)")
-    parser.add_argument(
-        "--steps", type=positive_int, default=32, help="sampler steps (default 32)"
-    )
-    parser.add_argument(
-        "--sampler", default="pc", choices=SAMPLER_NAMES, help="sampler (default pc)"
-    )
-    parser.add_argument(
-        "--schedule",
-        default="rectified",
-        choices=SCHEDULE_NAMES,
-        help="noise-level spacing (default rectified)",
-    )
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -135,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
             member_groups=args.member_groups,
             seed=args.seed,
             overwrite=args.overwrite,
-            steps=args.steps,
-            sampler=args.sampler,
-            schedule=args.schedule,
+            sampling=sampling_from_args(args),
             device=args.device,
         )
     computed, skipped = ds.attrs["xappa_computed_windows"], ds.attrs["xappa_skipped_windows"]

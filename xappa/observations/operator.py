@@ -17,7 +17,7 @@ so only one decoded frame is alive at a time.
 
 from __future__ import annotations
 
-__all__ = ["ObservationSet", "StepObservation", "build_steps"]
+__all__ = ["ObservationSet", "StepObservation", "WindowObservations", "build_steps"]
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
@@ -213,7 +213,8 @@ class ObservationSet:
         Parameters
         ----------
         steps : sequence of int, optional
-            Indices into :attr:`times` of the window's frames (all steps when None).
+            Indices into :attr:`times` of the window's frames (all steps when None); an
+            index outside ``[0, len(self))`` is a frame without observations.
         decode : callable, optional
             ``decode(z)`` maps standardized latent frames ``(B, ...)`` to standardized pixels
             ``(B, C, H, W)``: latent unstandardization (:math:`z s_z + \mu_z`) then the
@@ -225,7 +226,8 @@ class ObservationSet:
             None when the steps have no observation.
         """
         steps = list(range(len(self))) if steps is None else [int(s) for s in steps]
-        used = [(k, s, self.steps[s]) for k, s in enumerate(steps) if self.steps[s] is not None]
+        inside = [(k, s) for k, s in enumerate(steps) if 0 <= s < len(self)]
+        used = [(k, s, self.steps[s]) for k, s in inside if self.steps[s] is not None]
         if not used:
             return None
 
@@ -241,6 +243,53 @@ class ObservationSet:
         values = torch.cat([obs.values for _, _, obs in used])
         variances = torch.cat([obs.variances for _, _, obs in used])
         return Observation(operator=operator, values=values, variances=variances)
+
+    @property
+    def observed_frames(self) -> list[int]:
+        """The indices of the time steps with observations."""
+        return [t for t, s in enumerate(self.steps) if s is not None]
+
+    def frames(self, decode: Callable[[Tensor], Tensor] | None = None) -> WindowObservations:
+        """Return this set as the engine's frame observations (``window(frames)``).
+
+        Parameters
+        ----------
+        decode : callable, optional
+            As in :meth:`observation`.
+
+        Returns
+        -------
+        WindowObservations
+            The view; :func:`xappa.core.da.smooth` and the filter take it.
+        """
+        return WindowObservations(self, decode)
+
+
+class WindowObservations:
+    """Creates the view of an :class:`ObservationSet` that the engine asks for windows.
+
+    Parameters
+    ----------
+    observations : ObservationSet
+        The observations.
+    decode : callable, optional
+        As in :meth:`ObservationSet.observation`.
+    """
+
+    def __init__(
+        self, observations: ObservationSet, decode: Callable[[Tensor], Tensor] | None
+    ) -> None:
+        self.observations = observations
+        self.decode = decode
+
+    @property
+    def observed_frames(self) -> list[int]:
+        """The indices of the time steps with observations."""
+        return self.observations.observed_frames
+
+    def window(self, frames: Sequence[int]) -> Observation | None:
+        """Return the observation of a window whose position ``k`` is step ``frames[k]``."""
+        return self.observations.observation(frames, decode=self.decode)
 
 
 def _step_operator(

@@ -229,6 +229,8 @@ def observe(
     *,
     site_step: int = 1,
     time_step: int = 1,
+    site_offset: int = 0,
+    time_offset: int = 0,
     variance: float = 1.0,
     seed: int = 0,
 ) -> xr.Dataset:
@@ -239,9 +241,13 @@ def observe(
     truth : xarray.Dataset
         A dataset from :func:`simulate`, with variable ``x`` and dims ``time`` and ``site``.
     site_step : int
-        Observe sites ``0, site_step, 2 site_step, ...`` (1: all sites).
+        Observe sites ``site_offset, site_offset + site_step, ...`` (1: all sites).
     time_step : int
-        Observe times ``0, time_step, ...`` (1: every step).
+        Observe times ``time_offset, time_offset + time_step, ...`` (1: every step).
+    site_offset : int
+        The first observed site, in ``[0, site_step)``.
+    time_offset : int
+        The first observed time index, in ``[0, time_step)``.
     variance : float
         The Gaussian observation-error variance, in model units squared.
     seed : int
@@ -258,6 +264,8 @@ def observe(
     >>> from xappa.testbeds.lorenz96 import observe, simulate
     >>> observe(simulate(steps=8), site_step=4, time_step=2).y.shape
     (4, 10)
+    >>> observe(simulate(steps=8), site_step=4, site_offset=1).site.values[:3].tolist()
+    [1, 5, 9]
     """
     if "x" not in truth.data_vars:
         msg = f"truth is missing variable 'x'; found {list(truth.data_vars)}"
@@ -272,10 +280,26 @@ def observe(
             f"found {site_step}, {time_step} and {variance}"
         )
         raise ValueError(msg)
-    x = truth.x.isel(time=slice(None, None, time_step), site=slice(None, None, site_step))
+    for name, offset, step in (
+        ("site_offset", site_offset, site_step),
+        ("time_offset", time_offset, time_step),
+    ):
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < step:
+            msg = f"{name} must be an int in [0, {step}); found {offset!r}"
+            raise ValueError(msg)
+    x = truth.x.isel(
+        time=slice(time_offset, None, time_step), site=slice(site_offset, None, site_step)
+    )
     rng = np.random.default_rng(seed)
     y = x + np.sqrt(variance) * rng.standard_normal(x.shape)
     y.attrs = {"long_name": "Lorenz-96 observation", "variance": float(variance)}
     ds = y.to_dataset(name="y")
-    ds.attrs.update(variance=float(variance), site_step=site_step, time_step=time_step, seed=seed)
+    ds.attrs.update(
+        variance=float(variance),
+        site_step=site_step,
+        time_step=time_step,
+        site_offset=site_offset,
+        time_offset=time_offset,
+        seed=seed,
+    )
     return ds

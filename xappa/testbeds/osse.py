@@ -28,6 +28,7 @@ from types import MappingProxyType
 import numpy as np
 import xarray as xr
 
+from xappa.core.da import SamplingConfig, as_config
 from xappa.metrics import crps, ensemble_mean_rmse, rmse, spread_skill_ratio
 from xappa.model import Model
 from xappa.observations import leo_swath, random_stations, sample_gridded, sample_points
@@ -248,6 +249,7 @@ def run_osse(
     climatology: xr.Dataset | None = None,
     prior: bool = True,
     spinup_days: float = 5.0,
+    sampling: SamplingConfig | str | None = None,
     **assimilate_kwargs: object,
 ) -> OsseResult:
     """Run one experiment: simulate a truth, observe it, assimilate it and score it.
@@ -272,8 +274,11 @@ def run_osse(
         Also sample and score the unconditioned prior ensemble.
     spinup_days : float
         The truth's spin-up before the window.
+    sampling : SamplingConfig, str or None
+        The sampling settings of :func:`xappa.assimilate` (the prior ensemble uses them
+        without guidance).
     **assimilate_kwargs
-        Passed to :func:`xappa.assimilate` (e.g. ``steps``, ``sampler``).
+        Passed to :func:`xappa.assimilate` (e.g. ``device``, ``progress``).
 
     Returns
     -------
@@ -298,14 +303,21 @@ def run_osse(
     seconds["observe"] = time.perf_counter() - t0
     window = (truth.time.values[0], truth.time.values[-1])
     kwargs = {"members": members, "seed": seed, **assimilate_kwargs}
+    config = as_config(sampling)
     t0 = time.perf_counter()
-    posterior = assimilate(list(obs.values()), model=model, window=window, **kwargs)
+    posterior = assimilate(
+        list(obs.values()), model=model, window=window, sampling=config, **kwargs
+    )
     seconds["assimilate"] = time.perf_counter() - t0
     prior_ens = None
     if prior:
         t0 = time.perf_counter()
         prior_ens = assimilate(
-            list(obs.values()), model=model, window=window, guidance=None, **kwargs
+            list(obs.values()),
+            model=model,
+            window=window,
+            sampling=config.replace(guidance=None),
+            **kwargs,
         )
         seconds["prior"] = time.perf_counter() - t0
     table = score(posterior, truth, prior=prior_ens, climatology=climatology)

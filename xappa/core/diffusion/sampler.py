@@ -34,12 +34,12 @@ References
 from __future__ import annotations
 
 __all__ = [
+    "SAMPLER_NAMES",
     "DDIMSampler",
     "DDPMSampler",
     "HeunSampler",
     "LMSSampler",
     "PCSampler",
-    "SAMPLER_NAMES",
     "Sampler",
     "create_sampler",
     "lms_coefficients",
