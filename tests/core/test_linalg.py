@@ -77,6 +77,19 @@ def test_float32_rhs_float64_internals(solver):
 
 
 @pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+@pytest.mark.parametrize("iterations", [2, 4, 8, 20], ids=lambda k: f"it{k}")
+def test_float32_products_with_more_iterations_than_unknowns(solver, iterations):
+    """Once the Krylov space is exhausted, float32 round-off is no new direction."""
+    mat, b = _system(64, 2, spd=True, seed=6)
+    out = solver(_matvec(mat), b.float(), iterations)
+    assert torch.isfinite(out).all()
+    exact = torch.linalg.solve(mat, b)
+    assert torch.allclose(out.double(), exact, atol=1e-4, rtol=1e-4), (
+        (out.double() - exact).abs().max()
+    )
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
 def test_x0_warm_start(solver):
     mat, b = _system(2, 6, spd=True, seed=6)
     exact = torch.linalg.solve(mat, b)

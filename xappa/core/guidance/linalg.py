@@ -36,6 +36,13 @@ import torch
 from torch import Tensor
 
 _TINY = torch.finfo(torch.float64).tiny
+#: A Krylov direction smaller than this many units of round-off of the products' dtype,
+#: relative to the product it came from, is round-off: the space is exhausted (breakdown).
+_BREAKDOWN_ULPS = 64.0
+
+
+def _breakdown(dtype: torch.dtype) -> float:
+    return _BREAKDOWN_ULPS * torch.finfo(dtype).eps
 MatVec = Callable[[Tensor], Tensor]
 MatVecAux = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -137,8 +144,10 @@ def cg(
     r = b if x0 is None else b - op(x)[0]
     p = r
     rr = (r * r).sum(dim=1, keepdim=True)
+    floor = (_breakdown(dtype) ** 2) * rr  # a residual below this is round-off: converged
     bx = 0.0  # with aux: B x = sum_k alpha_k B p_k, in float64
     for _ in range(iterations):
+        p = torch.where(rr > floor, p, 0.0)  # a converged row takes no further step
         ap, bp = op(p)
         alpha = _safe_div(rr, (p * ap).sum(dim=1, keepdim=True))
         x = x + alpha * p
@@ -184,7 +193,9 @@ def gmres(
     space :math:`\mathcal{K}_n(A, r_0)`; Givens rotations reduce the Hessenberg matrix to a
     triangle; the correction :math:`V_n y` minimises :math:`\lVert b - A u \rVert_2`. A
     breakdown (an invariant Krylov space, for example :math:`n` larger than the dimension)
-    leaves the exact solution unchanged.
+    leaves the exact solution unchanged: a new direction smaller than 64 units of round-off
+    of the products' dtype, relative to the product, is taken as zero, so that with more
+    iterations than unknowns a float32 product cannot inject round-off as a new direction.
 
     Parameters
     ----------
@@ -228,12 +239,17 @@ def gmres(
     for k in range(n):
         w, image = op(basis[k])
         images.append(image)
+        norm_in = w.norm(dim=1)
         h = []
         for v in basis:  # modified Gram-Schmidt
             hk = (w * v).sum(dim=1)
             w = w - hk[:, None] * v
             h.append(hk)
         h_next = w.norm(dim=1)
+        # Breakdown: what is left after orthogonalization is round-off of the product (the
+        # Krylov space is exhausted and the solution exact). The next direction is zero, so
+        # later columns are zero and change nothing.
+        h_next = torch.where(h_next > _breakdown(dtype) * norm_in, h_next, 0.0)
         basis.append(_safe_div(w, h_next[:, None]))
         for j in range(k):  # apply the previous rotations to the new column
             h[j], h[j + 1] = cs[j] * h[j] + sn[j] * h[j + 1], -sn[j] * h[j] + cs[j] * h[j + 1]
