@@ -9,6 +9,7 @@ import xarray as xr
 from xappa._outputs import MANIFEST, MARKER
 from xappa.cli import build_parser, main
 from xappa.commands import testbed
+from xappa.commands._args import sampling_from_args
 from xappa.testbeds.shallow_water import simulate
 
 DIMS = {"latitude": 32, "longitude": 64}
@@ -99,7 +100,10 @@ def test_demo_default_arguments(tmp_path, monkeypatch: pytest.MonkeyPatch) -> No
     assert args.out == "xappa-output"
     assert (args.hours, args.members, args.model) == (48, 8, "swe-default")
     assert args.seed != 0  # the training data of swe-default used seed 0
-    assert (args.sampler, args.steps, args.schedule) == ("lms", 24, "loglogit")
+    config = sampling_from_args(args)
+    assert (config.sampler, config.steps, config.schedule) == ("lms", 24, "loglogit")
+    changed = sampling_from_args(build_parser().parse_args(["demo", "--steps", "3"]))
+    assert changed == config.replace(steps=3)
 
 
 def _status(argv: list[str]) -> int:

@@ -72,7 +72,7 @@ def _plan(mode: str, config: SamplingConfig, members: int, windows: int) -> str:
     """One line saying what a draw costs, before it starts."""
     cost = config.cost()
     return (
-        f"{mode}: {windows} window(s) x {members} member(s), {cost['denoiser_calls']} guided"
+        f"assimilate ({mode}): {windows} window(s) x {members} member(s), {cost['denoiser_calls']} guided"
         f" denoiser calls ({cost['vjp']} VJPs) per window"
     )
 

@@ -11,7 +11,7 @@ import xappa
 from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
-FAST = {"members": 2, "steps": 2, "corrections": 1, "progress": False}
+FAST = {"members": 2, "sampling": xappa.SamplingConfig(steps=2, corrections=1), "progress": False}
 
 
 @pytest.fixture(scope="module")

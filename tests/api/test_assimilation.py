@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from xappa.core.diffusion.schedule import create_schedule
 from xappa.observations import sample_gridded, sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
-FAST = {"members": 2, "steps": 2, "corrections": 1, "progress": False}
+CONFIG = xappa.SamplingConfig(steps=2, corrections=1)
+FAST = {"members": 2, "sampling": CONFIG, "progress": False}
 
 
 def _mask(ds: xr.Dataset, fraction: float, seed: int = 0) -> xr.DataArray:
@@ -59,12 +61,10 @@ def test_output_layout_units_and_provenance(model, truth, obs):
     assert attrs["xappa_model"] == "tiny"
     assert attrs["xappa_weight_hash"] == model.weight_hash
     assert attrs["xappa_version"] == xappa.__version__
-    assert (attrs["xappa_sampler"], attrs["xappa_steps"], attrs["xappa_corrections"]) == (
-        "pc",
-        2,
-        1,
-    )
-    assert attrs["xappa_guidance"] == "mmps"
+    sampling = (attrs["xappa_sampling_sampler"], attrs["xappa_sampling_steps"])
+    assert (*sampling, attrs["xappa_sampling_corrections"]) == ("pc", 2, 1)
+    assert attrs["xappa_sampling_guidance"] == "mmps"
+    assert xappa.SamplingConfig(**json.loads(attrs["xappa_sampling"])) == CONFIG
     assert "2m_temperature: 18" in attrs["xappa_n_obs"]
     assert all(np.isfinite(out[v].values).all() for v in out.data_vars)
     assert 150 < float(out["2m_temperature"].mean()) < 350
@@ -84,10 +84,10 @@ def test_schedule_spaces_the_noise_levels(model, obs, monkeypatch):
             return original(self, x, sigma, cond)
 
         monkeypatch.setattr(sampler_module.Sampler, "_denoise", spy)
-        kw = {**FAST, "sampler": "ddim", "steps": 4}
-        out = xappa.assimilate(obs, model=model, window="6h", schedule=name, **kw)
+        kw = {**FAST, "sampling": CONFIG.replace(sampler="ddim", steps=4, schedule=name)}
+        out = xappa.assimilate(obs, model=model, window="6h", **kw)
         monkeypatch.undo()
-        assert out.attrs["xappa_schedule"] == name
+        assert out.attrs["xappa_sampling_schedule"] == name
     t = torch.linspace(1, 0, 5, dtype=torch.float64)[:-1]
     for name, seen in visited.items():
         expected = create_schedule(name)(t).tolist()
@@ -104,7 +104,8 @@ def test_same_seed_same_output(model, obs):
 
 def test_explicit_window_and_stride(model, truth, obs):
     window = (truth.time.values[0], truth.time.values[-1])
-    out = xappa.assimilate(obs, model=model, window=window, stride=1, guidance="dps", **FAST)
+    kw = {**FAST, "sampling": CONFIG.replace(guidance="dps")}
+    out = xappa.assimilate(obs, model=model, window=window, stride=1, **kw)
     assert out.sizes["time"] == 6
     assert out.attrs["xappa_stride"] == 1
 
@@ -204,19 +205,31 @@ def test_regrid_without_backend(model, truth, monkeypatch):
 @pytest.mark.parametrize(
     ("option", "match"),
     [
-        ({"sampler": "euler"}, "sampler must be one of"),
-        ({"guidance": "magic"}, "guidance must be one of"),
         ({"mode": "smoother"}, "mode must be one of"),
         ({"stride": 9}, "stride must be at most"),
-        ({"window": "soon"}, "window must be a duration"),
-        ({"schedule": "cosine"}, "schedule must be one of"),
+        ({"window": "soon"}, "window must be None, a duration"),
+        ({"sampling": "slowest"}, "sampling must be a SamplingConfig or one of"),
     ],
-    ids=["sampler", "guidance", "mode", "stride", "window", "schedule"],
+    ids=["mode", "stride", "window", "preset"],
 )
 def test_bad_settings(model, obs, option, match):
     options = {**FAST, "window": "6h", **option}
     with pytest.raises(ValueError, match=match):
         xappa.assimilate(obs, model=model, **options)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("sampler", "euler", r"SamplingConfig.sampler must be one of \[.*'pc'.*\]; found 'euler'"),
+        ("guidance", "magic", r"SamplingConfig.guidance must be one of .*; found 'magic'"),
+        ("schedule", "cosine", r"SamplingConfig.schedule must be one of .*; found 'cosine'"),
+    ],
+    ids=["sampler", "guidance", "schedule"],
+)
+def test_bad_sampling_fields(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        xappa.SamplingConfig(**{field: value})
 
 
 def test_obs_error_argument_and_window_start(model, truth):
@@ -270,9 +283,10 @@ def test_trained_posterior_contracts_at_observations(testbed):
     error = {"geopotential": 20.0, "u_component_of_wind": 0.3, "v_component_of_wind": 0.3}
     obs = sample_points(truth, sites, error_std=error, seed=0)
     kwargs = {"window": (truth.time.values[0], truth.time.values[-1]), "members": 8}
-    kwargs.update(steps=8, corrections=1, seed=0, progress=False)
-    post = xappa.assimilate(obs, model=model, **kwargs)
-    prior = xappa.assimilate(obs, model=model, guidance=None, **kwargs)
+    config = xappa.SamplingConfig(steps=8, corrections=1)
+    kwargs.update(seed=0, progress=False)
+    post = xappa.assimilate(obs, model=model, sampling=config, **kwargs)
+    prior = xappa.assimilate(obs, model=model, sampling=config.replace(guidance=None), **kwargs)
 
     def at(d: xr.Dataset, v: str) -> xr.DataArray:
         return d[v].interp(latitude=obs.latitude, longitude=obs.longitude)
@@ -314,7 +328,8 @@ def test_max_batch_gives_the_same_ensemble(model, obs):
 
 @pytest.mark.parametrize("guidance", ["dps", None], ids=["dps", "prior"])
 def test_filter_with_other_guidance(model, obs, guidance):
-    out = xappa.assimilate(obs, model=model, window="6h", mode="filter", guidance=guidance, **FAST)
+    kw = {**FAST, "sampling": CONFIG.replace(guidance=guidance)}
+    out = xappa.assimilate(obs, model=model, window="6h", mode="filter", **kw)
     assert out.sizes["time"] == 6
     assert all(np.isfinite(out[v].values).all() for v in out.data_vars)
 
@@ -334,13 +349,13 @@ def test_denormals_flushed_only_while_sampling(model, obs, monkeypatch):
 
     tiny = torch.tensor([1e-40])  # a float32 denormal: zero when flushed
     seen = []
-    original = assimilation._reanalysis
+    original = assimilation._draw
 
     def spy(*args, **kwargs):
         seen.append(float(tiny * 1.0))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(assimilation, "_reanalysis", spy)
+    monkeypatch.setattr(assimilation, "_draw", spy)
     xappa.assimilate(obs, model=model, window="6h", **FAST)
     assert seen == [0.0]
     assert float(tiny * 1.0) > 0  # restored afterwards

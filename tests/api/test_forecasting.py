@@ -10,7 +10,7 @@ import xarray as xr
 import xappa
 from xappa.testing import mock_era5, tiny_model
 
-FAST = {"members": 2, "steps": 2, "corrections": 1, "progress": False}
+FAST = {"members": 2, "sampling": xappa.SamplingConfig(steps=2, corrections=1), "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,14 @@ def state(model: xappa.Model) -> xr.Dataset:
 
 def test_forecast_layout_and_times(model, state):
     fc = xappa.forecast(state, model=model, lead="5h", **FAST)
-    assert fc["2m_temperature"].dims == ("member", "time", "latitude", "longitude")
-    expected = pd.date_range(
-        pd.Timestamp(state.time.values[-1]) + pd.Timedelta("1h"), periods=5, freq="1h"
-    )
-    np.testing.assert_array_equal(fc.time.values, expected.values)
-    assert fc.attrs["xappa_init_time"] == str(pd.Timestamp(state.time.values[-1]))
+    dims = ("member", "time", "prediction_timedelta", "latitude", "longitude")
+    assert fc["2m_temperature"].dims == dims
+    init = pd.Timestamp(state.time.values[-1])
+    np.testing.assert_array_equal(fc.time.values, [init.to_datetime64()])
+    leads = pd.timedelta_range("1h", periods=5, freq="1h")
+    np.testing.assert_array_equal(fc.prediction_timedelta.values, leads.values)
+    np.testing.assert_array_equal(fc.valid_time.values[0], (init + leads).values)
+    assert fc.prediction_timedelta.attrs["standard_name"] == "forecast_period"
     assert fc.attrs["xappa_weight_hash"] == model.weight_hash
     assert fc["2m_temperature"].attrs["units"] == "K"
     assert all(np.isfinite(fc[v].values).all() for v in fc.data_vars)
@@ -44,10 +46,14 @@ def test_forecast_same_seed_same_output(model, state):
 
 def test_forecast_schedule(model, state):
     # With 2 steps both spacings visit sigma = 1000 and 1 only; with 4 they differ.
-    kw = {**FAST, "steps": 4, "lead": "3h", "seed": 1}
-    a = xappa.forecast(state, model=model, schedule="loglogit", **kw)
-    b = xappa.forecast(state, model=model, **kw)
-    assert (a.attrs["xappa_schedule"], b.attrs["xappa_schedule"]) == ("loglogit", "rectified")
+    config = xappa.SamplingConfig(steps=4, corrections=1)
+    kw = {**FAST, "lead": "3h", "seed": 1}
+    a = xappa.forecast(
+        state, model=model, **kw | {"sampling": config.replace(schedule="loglogit")}
+    )
+    b = xappa.forecast(state, model=model, **kw | {"sampling": config})
+    schedules = (a.attrs["xappa_sampling_schedule"], b.attrs["xappa_sampling_schedule"])
+    assert schedules == ("loglogit", "rectified")
     assert float(abs(a["2m_temperature"] - b["2m_temperature"]).max()) > 1e-2
 
 
@@ -92,7 +98,8 @@ def test_all_at_once_from_observations(model, state):
     obs = sample_points(state, stations([10.0, -40.0], [20.0, 200.0]), error_std=0.5, seed=0)
     fc = xappa.forecast(obs, model=model, method="all-at-once", window="3h", lead="4h", **FAST)
     expected = pd.date_range(pd.Timestamp(state.time.values[-1]), periods=5, freq="1h")[1:]
-    np.testing.assert_array_equal(fc.time.values, expected.values)
+    np.testing.assert_array_equal(fc.time.values, [state.time.values[-1]])
+    np.testing.assert_array_equal(fc.valid_time.values[0], expected.values)
     assert fc.attrs["xappa_method"] == "all-at-once"
     assert all(np.isfinite(fc[v].values).all() for v in fc.data_vars)
     again = xappa.forecast(obs, model=model, method="all-at-once", window="3h", lead="4h", **FAST)

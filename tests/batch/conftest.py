@@ -26,7 +26,8 @@ from xappa.testing import mock_era5, tiny_model
 SEED = 7
 N_TIMES = 31
 RUN = {"window": "8h", "overlap": "3h", "members": 2}
-FAST = {"steps": 2, "sampler": "ddim", "progress": False}
+SAMPLING = {"steps": 2, "sampler": "ddim"}
+FAST = {"sampling": xappa.SamplingConfig(**SAMPLING), "progress": False}
 N_WINDOWS = 6
 
 

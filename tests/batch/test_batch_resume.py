@@ -20,7 +20,16 @@ from xappa.batch.store import COMPLETE_ATTR
 from xappa.cli import main
 from xappa.evaluation import evaluate
 
-from .conftest import FAST, N_WINDOWS, RUN, SEED, assert_same_states, complete_mask, open_store
+from .conftest import (
+    FAST,
+    N_WINDOWS,
+    RUN,
+    SAMPLING,
+    SEED,
+    assert_same_states,
+    complete_mask,
+    open_store,
+)
 
 STOP_AT = 2
 
@@ -46,8 +55,10 @@ obs = [
     xr.open_zarr(p, consolidated=False) if p.endswith(".zarr") else xr.open_dataset(p)
     for p in a["obs"]
 ]
+sampling = xappa.SamplingConfig(**a["sampling"])
 xappa.batch.reanalysis(
-    obs, a["model"], a["start"], a["end"], out=a["out"], seed=a["seed"], **a["run"], **a["fast"]
+    obs, a["model"], a["start"], a["end"], out=a["out"], seed=a["seed"], **a["run"],
+    sampling=sampling, progress=False,
 )
 """
 
@@ -55,7 +66,7 @@ xappa.batch.reanalysis(
 def _kill_inside_a_task(obs_paths, model_dir, period, out, log):
     """Run the driver until task ``STOP_AT`` has written its block (not its records); kill it."""
     args = {"obs": obs_paths, "model": model_dir, "start": str(period[0]), "end": str(period[1])}
-    args |= {"out": str(out), "seed": SEED, "run": RUN, "fast": FAST, "stop_at": STOP_AT}
+    args |= {"out": str(out), "seed": SEED, "run": RUN, "sampling": SAMPLING, "stop_at": STOP_AT}
     with log.open("w") as err:
         cmd = [sys.executable, "-c", DRIVER, json.dumps(args)]
         proc = subprocess.Popen(

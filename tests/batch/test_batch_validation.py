@@ -11,7 +11,7 @@ import xarray as xr
 import xappa.batch
 from xappa.cli import main
 
-from .conftest import FAST, RUN, SEED, open_store
+from .conftest import FAST, RUN, SAMPLING, SEED, open_store
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,11 @@ from .conftest import FAST, RUN, SEED, open_store
         ({"retries": -1}, ValueError, r"retries must be an int >= 0; found -1"),
         ({"stepz": 2}, TypeError, r"unknown keyword argument\(s\) \['stepz'\]; expected"),
         ({"mode": "filter"}, ValueError, r"mode must be 'reanalysis'.*found 'filter'"),
-        ({"sampler": "euler"}, ValueError, r"sampler must be one of .*found 'euler'"),
+        (
+            {"sampling": "euler"},
+            ValueError,
+            r"sampling must be a SamplingConfig or one of .*'euler'",
+        ),
         ({"model": 3}, TypeError, r"model must be an xappa.Model or a model name.*found int"),
         ({"obs_error": {"geopotential": 1.0}}, KeyError, r"\['geopotential'\] not observed"),
     ],
@@ -71,7 +75,10 @@ def test_obs_without_time(obs, model_dir, period, tmp_path):
             {"window": "9h", "overlap": "4h"},
             r"window_start: expected 2021-01-01T22:00.*, found 2021-01-01T23:00.* \(entry 5\)",
         ),
-        ({"steps": 3}, r'xappa_sampler_settings: expected .*"steps": 3.*found .*"steps": 2'),
+        (
+            {"sampling": xappa.SamplingConfig(**SAMPLING | {"steps": 3})},
+            r'xappa_sampler_settings: expected .*"steps": 3.*found .*"steps": 2',
+        ),
     ],
 )
 def test_mismatched_store(reference, obs, model_dir, period, change, match):
