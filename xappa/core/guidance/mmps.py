@@ -36,45 +36,18 @@ from __future__ import annotations
 
 __all__ = ["SOLVER_NAMES", "MMPSDenoiser", "jvp"]
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from xappa.core.diffusion.denoiser import Denoiser
 from xappa.core.guidance.base import GuidedDenoiser
 from xappa.core.guidance.linalg import cg, gmres
+from xappa.core.guidance.linearization import Linearization, jvp
 from xappa.core.guidance.observation import ObservationBatch, Observations
 
 _SOLVERS = {"gmres": gmres, "cg": cg}
 SOLVER_NAMES = tuple(_SOLVERS)
 """The names of the MMPS linear solvers."""
-
-
-def jvp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
-    r"""Forward-mode product :math:`J_{fn}(x) v`, safe with attention on CPU.
-
-    Runs ``torch.func.jvp`` under ``sdpa_kernel(SDPBackend.MATH)``: torch's fused CPU
-    attention kernel has no forward-mode derivative, the math kernel has (at a few times the
-    cost). Operators without attention (masks, convolutional decoders) are unaffected.
-
-    Parameters
-    ----------
-    fn : callable
-        The function, mapping shape ``(N, *shape)`` to ``(N, M)``.
-    x : Tensor
-        The linearisation point, with shape ``(N, *shape)``.
-    v : Tensor
-        The tangent, with shape ``(N, *shape)``.
-
-    Returns
-    -------
-    Tensor
-        :math:`J v`, with shape ``(N, M)``.
-    """
-    with sdpa_kernel(SDPBackend.MATH):
-        return torch.func.jvp(fn, (x,), (v,))[1]
 
 
 class MMPSDenoiser(GuidedDenoiser):
@@ -119,29 +92,29 @@ class MMPSDenoiser(GuidedDenoiser):
         self.iterations = int(iterations)
         self.solver = solver
         self.tweedie_covariance = bool(tweedie_covariance)
+        self._tangent_mode = "check"
 
     def guide(self, x: Tensor, x_hat: Tensor, s2: Tensor, batch: ObservationBatch) -> Tensor:
         r"""Return :math:`J_d^\top A^\top u`, with :math:`u` the solved MMPS system."""
         y_hat = batch.apply(x_hat)
-        point = x_hat.detach()
         residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
         solve = _SOLVERS[self.solver]
-
-        def tangent(v: Tensor) -> Tensor:
-            # A v at the point; a linear operator is its own derivative, without torch.func.
-            return batch.apply(v) if batch.linear else jvp(batch.apply, point, v)
+        # A linearised at x_hat once: adjoint products through the graph of y_hat, tangent
+        # products A v without recomputing A(x_hat) (xappa.core.guidance.linearization).
+        a = Linearization(batch.apply, batch.linear, x, x_hat, y_hat, mode=self._tangent_mode)
 
         # The solve needs no graph of its own: without no_grad, the JVP would record one
         # through the operator's parameters, which is slow and leaked memory call by call.
         if not self.tweedie_covariance:
 
             def matvec(u: Tensor) -> Tensor:
-                at_u = torch.autograd.grad(y_hat, x_hat, u, retain_graph=True)[0]
-                return batch.variances * u + tangent(s2 / (1 + s2) * at_u)
+                at_u = a.adjoint(u, denoiser=False)
+                return batch.variances * u + a.tangent(s2 / (1 + s2) * at_u)
 
             with torch.no_grad():
                 u = solve(matvec, residual, self.iterations)
-            return torch.autograd.grad(y_hat, x, u)[0]
+            self._tangent_mode = a.mode
+            return a.adjoint(u, retain=False)
 
         calls = 0
 
@@ -150,9 +123,10 @@ class MMPSDenoiser(GuidedDenoiser):
             # exactly `iterations` times; the last call frees the graph of x_hat and y_hat.
             nonlocal calls
             calls += 1
-            jt = torch.autograd.grad(y_hat, x, u, retain_graph=calls < self.iterations)[0]
-            return batch.variances * u + tangent(s2 * jt), jt
+            jt = a.adjoint(u, retain=calls < self.iterations)
+            return batch.variances * u + a.tangent(s2 * jt), jt
 
         with torch.no_grad():
             _, score = solve(matvec_aux, residual, self.iterations, aux=True)
+        self._tangent_mode = a.mode  # checked on the first call, then kept
         return score
