@@ -6,13 +6,16 @@ channels on 721 x 1440, latents 64 x 23 x 47) and the prior ``vit_large`` (K = 2
 float64):
 
 1. ``denoiser``: one prior denoiser call on a 24-hour window (no graph);
-2. ``guided``: one MMPS-guided call (Tweedie covariance, 2 GMRES iterations) on one window
-   observed by ground stations (``--stations`` cells x 6 channels, variance 1e-4) and a
-   satellite swath (Appa's orbit, 65 channels, variance 1e-2) through the decoder on every
-   ``--every``-th hour;
-3. ``guided-batched`` and ``guided-one``: the guided call on ``--windows`` windows at once,
-   and the same windows one at a time (Appa's way), with the largest difference of their
-   outputs;
+2. ``guided-forward`` and ``guided-reverse``: one MMPS-guided call (Tweedie covariance, 2
+   GMRES iterations) on one window observed by ground stations (``--stations`` cells x 6
+   channels, variance 1e-4) and a satellite swath (Appa's orbit, 65 channels, variance
+   1e-2) through the decoder on every ``--every``-th hour, with the operator's tangent
+   products by forward mode (``torch.func.jvp``, the default on a GPU) or by reverse mode
+   (``MMPSDenoiser(tangents=...)``, the default on a CPU): which is faster and what each
+   holds in memory decides the GPU default;
+3. ``guided-batched`` and ``guided-one``: the guided call (default tangents) on ``--windows``
+   windows at once, and the same windows one at a time (Appa's way), with the largest
+   difference of their outputs;
 4. ``draw``: a full 24-hour posterior draw with Appa's settings (PC, 32 steps, 2
    corrections, delta 0.1, MMPS with 2 GMRES iterations) through :func:`xappa.core.da.smooth`.
    When the time left of ``--budget`` seconds cannot hold it (estimated from the guided call),
@@ -70,6 +73,7 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 STATION_CHANNELS = range(6)  # Appa: the 6 surface variables
 SATELLITE_CHANNELS = range(6, 71)  # Appa: the 65 atmospheric channels
+TANGENTS = ("forward", "reverse")  # how the guided call takes A v (MMPSDenoiser(tangents=))
 
 
 class Decode(nn.Module):
@@ -195,14 +199,15 @@ def guided_rows(
     stride = max(k // 2, 1)
     windows = [problem["frames"].window(list(range(i * stride, i * stride + k))) for i in range(n)]
     prior, windows = with_precision(problem["prior"], windows, precision)
-    guided = MMPSDenoiser(prior, windows, iterations=2)
+    guided = MMPSDenoiser(prior, windows, iterations=2)  # tangents="auto"
+    modes = {t: MMPSDenoiser(prior, windows, iterations=2, tangents=t) for t in TANGENTS}
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(n, k, c, h, w, generator=g, device=device)
     sigma = torch.full((n,), 0.5, device=device)
     dates = torch.stack([problem["dates"][i * stride : i * stride + k] for i in range(n)])
     index = torch.arange(n, device=device)
 
-    def one_window() -> Tensor:
+    def one_window(guided: MMPSDenoiser) -> Tensor:
         return guided(x[:1], sigma[:1], window_index=index[:1], date=dates[:1])
 
     def batched() -> Tensor:
@@ -222,8 +227,9 @@ def guided_rows(
         )
 
     rows = []
-    row, _ = measure(one_window, device, args.repeat)
-    rows.append({"measure": "guided", "windows": 1, **row})
+    for tangents, model in modes.items():
+        row, _ = measure(lambda model=model: one_window(model), device, args.repeat)
+        rows.append({"measure": f"guided-{tangents}", "windows": 1, **row})
     row_b, out_b = measure(batched, device, args.repeat)
     row_o, out_o = measure(one_at_a_time, device, args.repeat)
     if out_b is not None and out_o is not None:
@@ -323,13 +329,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         guided = guided_rows(problem, precision, device, args)
         rows += [{"precision": precision, **r} for r in guided]
     for precision in args.precisions.split(","):
-        per_call = next(
+        per_call = min(
             (
-                r.get("best_s")
+                r["best_s"]
                 for r in rows
-                if r["precision"] == precision and r["measure"] == "guided"
+                if r["precision"] == precision
+                and r["measure"].startswith("guided-")
+                and r["windows"] == 1
+                and "best_s" in r
             ),
-            None,
+            default=None,
         )
         left = args.budget - (time.perf_counter() - start)
         left /= max(

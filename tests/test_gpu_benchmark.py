@@ -26,7 +26,7 @@ def test_tiny_run_measures_everything(gpu_benchmark, tmp_path, capsys):
     assert json.loads(out.read_text()) == doc
     measures = [(r["precision"], r["measure"]) for r in doc["rows"]]
     for precision in ("float32", "bfloat16"):
-        for measure in ("denoiser", "guided", "guided-batched", "guided-one", "draw"):
+        for measure in ("denoiser", "guided-forward", "guided-reverse", "guided-batched", "draw"):
             assert (precision, measure) in measures
     assert all(r["status"] == "ok" and r["best_s"] > 0 for r in doc["rows"])
     batched = next(r for r in doc["rows"] if r["measure"] == "guided-batched")

@@ -240,3 +240,23 @@ def test_mmps_checks_reverse_mode_once_and_falls_back():
         outs = [g(x_t, sigma) for g in guided]
         torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-12)
     assert [g._tangent_mode for g in guided] == ["reverse", "forward"]
+
+
+def test_mmps_tangents_forward_equals_reverse_and_errors():
+    class Prior(nn.Module):
+        def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+            return torch.tanh(x) / (1 + sigma[:, None, None, None] ** 2)
+
+    decoder = Decoder(9)
+    x_t = torch.randn(7, K, *FRAME, dtype=F64, generator=torch.Generator().manual_seed(1))
+    sigma = torch.full((7,), 0.6, dtype=F64)
+    guided = {
+        t: MMPSDenoiser(Prior(), windows([decoder]), iterations=3, tangents=t)
+        for t in ("auto", "reverse", "forward")
+    }
+    outs = {t: g(x_t, sigma, window_index=INDEX) for t, g in guided.items()}
+    torch.testing.assert_close(outs["reverse"], outs["forward"], rtol=0, atol=1e-12)
+    assert torch.equal(outs["auto"], outs["reverse"])  # the CPU default
+    assert [g._tangent_mode for g in guided.values()] == ["reverse", "reverse", "forward"]
+    with pytest.raises(ValueError, match="tangents must be one of"):
+        MMPSDenoiser(Prior(), windows([decoder]), tangents="double")
