@@ -14,7 +14,8 @@ and, with ``--baseline DIR``, the checkout in ``DIR`` (e.g. a worktree of commit
 the guided trajectory denoiser directly, with the same generator, so the samples must agree
 to float32 round-off. Each way is timed batched (all windows per network call) and one window
 at a time (``max_batch=1``, as Appa). ``--profile`` instead runs one batched draw of each
-checkout under cProfile and prints where the time goes.
+checkout with its denoiser forwards, operator forwards, adjoint and tangent products timed
+(CPU seconds of all threads) and prints where the time goes.
 
 Run: python benchmarks/release_draw.py --baseline ../speed-base --repeat 3 --threads 2
 """
@@ -22,10 +23,8 @@ Run: python benchmarks/release_draw.py --baseline ../speed-base --repeat 3 --thr
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
-import pstats
 import statistics
 import subprocess
 import sys
@@ -60,16 +59,50 @@ VIDIT = {
     "name": "release-like",
 }
 SAMPLING = {"steps": 32, "corrections": 2, "delta": 0.1, "iterations": 2}
-#: Functions whose cumulative time --profile reports, as (file suffix, function name, label).
+#: What --profile times, as (module, attribute, label); a call inside another one counts
+#: for the outer one (a JVP's decoder forward is JVP time). Missing attributes are skipped.
 PROFILED = [
-    ("sampler.py", "sample", "whole draw"),
-    ("denoiser.py", "forward", "denoiser forward (PreconditionedDenoiser)"),
-    ("observation.py", "apply", "operator apply (decoder + readout), all"),
-    ("mmps.py", "jvp", "operator JVP (decoder, torch.func.jvp)"),
-    ("mmps.py", "tangent", "operator JVP (decoder), all ways"),
-    ("__init__.py", "grad", "VJPs (torch.autograd.grad: decoder and denoiser backward)"),
-    ("linalg.py", "gmres", "GMRES, products included"),
+    ("xappa.core.diffusion.denoiser", "PreconditionedDenoiser.forward", "denoiser forward"),
+    ("xappa.core.guidance.observation", "ObservationBatch.apply", "operator forward (A(x))"),
+    ("torch.autograd", "grad", "adjoint products (VJPs through operator and denoiser)"),
+    ("xappa.core.guidance.mmps", "jvp", "tangent products A v (torch.func.jvp)"),
+    ("xappa.core.guidance.linearization", "Linearization.tangent", "tangent products A v"),
 ]
+
+
+class Timer:
+    """CPU seconds spent in labelled calls, each counted for the outermost labelled call."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.active: str | None = None
+
+    def wrap(self, fn, label: str):
+        def timed(*args, **kwargs):
+            if self.active is not None:
+                return fn(*args, **kwargs)
+            self.active, start = label, time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.process_time() - start
+                self.active = None
+
+        return timed
+
+    def install(self) -> None:
+        import importlib
+
+        for module, attribute, label in PROFILED:
+            try:
+                owner = importlib.import_module(module)
+            except ImportError:
+                continue
+            *path, name = attribute.split(".")
+            for part in path:
+                owner = getattr(owner, part, None)
+            if owner is not None and hasattr(owner, name):
+                setattr(owner, name, self.wrap(getattr(owner, name), label))
 
 
 def networks() -> tuple[nn.Module, nn.Module]:
@@ -224,32 +257,17 @@ def worker(args: argparse.Namespace) -> None:
     args.steps = 1
     draw(prior, decode, obs, dates, args)  # warm-up
     args.steps = steps
+    timer = Timer()
     if args.profile:
-        profiler = cProfile.Profile()
-        start = time.perf_counter()
-        sample = profiler.runcall(draw, prior, decode, obs, dates, args)
-        seconds = time.perf_counter() - start
-        report = profile_rows(pstats.Stats(profiler))
-    else:
-        start = time.perf_counter()
-        sample = draw(prior, decode, obs, dates, args)
-        seconds = time.perf_counter() - start
-        report = []
+        timer.install()
+    start, cpu = time.perf_counter(), time.process_time()
+    sample = draw(prior, decode, obs, dates, args)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    report = [(label, t, 0) for label, t in timer.seconds.items()]
+    if args.profile:
+        report.append(("other (sampler, solver, folding)", cpu - sum(timer.seconds.values()), 0))
     torch.save(sample.reshape(HOURS, -1), args.out)
-    print(json.dumps({"seconds": seconds, "profile": report}))
-
-
-def profile_rows(stats: pstats.Stats) -> list[tuple[str, float, int]]:
-    """Cumulative seconds and calls of the functions of ``PROFILED`` that were called."""
-    rows = []
-    for suffix, name, label in PROFILED:
-        total, calls = 0.0, 0
-        for (file, _, func), (_, ncalls, _, cumtime, _) in stats.stats.items():
-            if func == name and file.endswith(suffix) and ("torch" in file) == (name == "grad"):
-                total, calls = total + cumtime, calls + ncalls
-        if calls:
-            rows.append((label, total, calls))
-    return rows
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "profile": report}))
 
 
 def run(code: str, way: str, args: argparse.Namespace, out: Path) -> dict:
@@ -335,13 +353,13 @@ def main() -> None:
                     times.setdefault((code, way), []).append(result["seconds"])
                     samples[code, way] = torch.load(out, weights_only=True)
                     print(
-                        f"repeat {r + 1}: {code:>8} {way:>7}: {result['seconds']:7.2f} s"
-                        f" (load average {os.getloadavg()[0]:.1f})",
+                        f"repeat {r + 1}: {code:>8} {way:>7}: {result['seconds']:7.2f} s, CPU "
+                        f"{result['cpu_seconds']:7.2f} s (load average {os.getloadavg()[0]:.1f})",
                         flush=True,
                     )
-                    for label, total, calls in result["profile"]:
-                        share = total / result["seconds"]
-                        print(f"    {label:<62} {total:7.2f} s {share:6.1%} {calls:>7} calls")
+                    for label, total, _ in result["profile"]:
+                        share = total / result["cpu_seconds"]
+                        print(f"    {label:<58} {total:8.2f} CPU s {share:6.1%}")
     print("\n| code | way | best | median | all |\n|---|---|---:|---:|---|")
     for (code, way), t in times.items():
         runs = ", ".join(f"{v:.1f}" for v in t)
