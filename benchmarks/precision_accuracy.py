@@ -34,15 +34,11 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 K, N, IMAGE = 3, 8, 16
 
 
-class Window(nn.Module):
+class Window(GaussianDenoiser):
     """The exact Gaussian denoiser of windows ``(B, K, N)``."""
 
-    def __init__(self, mean: Tensor, cov: Tensor) -> None:
-        super().__init__()
-        self.exact = GaussianDenoiser(mean, cov)
-
     def forward(self, x: Tensor, sigma: Tensor, **kwargs) -> Tensor:
-        return self.exact(x.flatten(1), sigma).reshape(x.shape)
+        return super().forward(x.flatten(1), sigma).reshape(x.shape)
 
 
 class Frames:

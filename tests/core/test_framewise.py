@@ -125,6 +125,13 @@ def test_framewise_operator_errors():
         FramewiseOperator("decoder", [0], MaskOperator(torch.ones(1, 2, dtype=torch.bool)))
 
 
+class TanhPrior(nn.Module):
+    """A non-linear stand-in for a denoiser of windows ``(N, K, *FRAME)``."""
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return torch.tanh(x) / (1 + sigma[:, None, None, None] ** 2)
+
+
 class OnceTanh(torch.autograd.Function):
     """tanh with a first derivative only (reverse and forward mode), as some fused kernels."""
 
@@ -196,21 +203,17 @@ def test_mmps_grouped_decoder_equals_window_by_window(tweedie):
     """MMPS with windows sharing a decoder (one call per apply) gives the output of the same
     operators applied window by window."""
 
-    class Prior(nn.Module):
-        def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-            return torch.tanh(x) / (1 + sigma[:, None, None, None] ** 2)
-
     decoder = Decoder(4)
     x_t = torch.randn(7, K, *FRAME, dtype=F64, generator=torch.Generator().manual_seed(6))
     sigma = torch.full((7,), 0.8, dtype=F64)
     outs = [
         MMPSDenoiser(
-            Prior(), windows([decoder], opaque), iterations=3, tweedie_covariance=tweedie
+            TanhPrior(), windows([decoder], opaque), iterations=3, tweedie_covariance=tweedie
         )(x_t, sigma, window_index=INDEX)
         for opaque in (False, True)
     ]
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-12)
-    assert not torch.allclose(outs[0], Prior()(x_t, sigma))
+    assert not torch.allclose(outs[0], TanhPrior()(x_t, sigma))
 
 
 def test_mmps_checks_reverse_mode_once_and_falls_back():
@@ -243,15 +246,11 @@ def test_mmps_checks_reverse_mode_once_and_falls_back():
 
 
 def test_mmps_tangents_forward_equals_reverse_and_errors():
-    class Prior(nn.Module):
-        def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-            return torch.tanh(x) / (1 + sigma[:, None, None, None] ** 2)
-
     decoder = Decoder(9)
     x_t = torch.randn(7, K, *FRAME, dtype=F64, generator=torch.Generator().manual_seed(1))
     sigma = torch.full((7,), 0.6, dtype=F64)
     guided = {
-        t: MMPSDenoiser(Prior(), windows([decoder]), iterations=3, tangents=t)
+        t: MMPSDenoiser(TanhPrior(), windows([decoder]), iterations=3, tangents=t)
         for t in ("auto", "reverse", "forward")
     }
     outs = {t: g(x_t, sigma, window_index=INDEX) for t, g in guided.items()}
@@ -259,4 +258,4 @@ def test_mmps_tangents_forward_equals_reverse_and_errors():
     assert torch.equal(outs["auto"], outs["reverse"])  # the CPU default
     assert [g._tangent_mode for g in guided.values()] == ["reverse", "reverse", "forward"]
     with pytest.raises(ValueError, match="tangents must be one of"):
-        MMPSDenoiser(Prior(), windows([decoder]), tangents="double")
+        MMPSDenoiser(TanhPrior(), windows([decoder]), tangents="double")
