@@ -3,17 +3,19 @@
 1. **Linear-Gaussian posterior** (known answer). One window of K = 3 frames of 8 values, an
    exact Gaussian prior denoiser (log-spaced eigenvalues over [0.05, 3]); every frame is
    decoded by a linear map to 16 values (a frame map under autocast, as a decoder) and
-   ``--observed`` of them are read (variance 1e-2). ``--members`` draws with MMPS (as many
-   GMRES iterations as observed values: the exact solve) and LMS (64 steps, log-linear spacing) in each precision;
-   the table gives the largest error of the posterior mean in posterior standard deviations,
-   the range of the variance ratio (sample / exact) and the largest difference of the draws
-   from the float32 draws of the same seed.
+   ``--observed`` of them are read (variance ``--variance``, 1e-2 by default). ``--members``
+   draws with MMPS (as many GMRES iterations as observed values: the exact solve) and LMS
+   (64 steps, log-linear spacing) in each precision; the table gives the largest error of
+   the posterior mean in posterior standard deviations, the range of the variance ratio
+   (sample / exact) and the largest difference of the draws from the float32 draws of the
+   same seed.
 2. **Testbed posterior** (``--windows`` > 0): the shallow-water OSSE of ``xappa demo``
    (swe-default, 64 stations and a satellite swath, the demo's sampler) on ``--windows``
-   truths (seeds 3000 onwards), assimilated in each precision: scores, and the difference of
-   the posterior ensemble mean from float32's in units of the truth's standard deviation.
+   truths (seeds 3000 onwards), ``--osse-members`` members, assimilated in each precision:
+   scores, and the difference of the posterior ensemble mean from float32's in units of the
+   truth's standard deviation.
 
-    python benchmarks/precision_accuracy.py --windows 2 --hours 24 --members 4 --threads 2
+    python benchmarks/precision_accuracy.py --windows 2 --hours 12 --osse-members 4
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Frames:
         return Observation(op, self.values, self.variance)
 
 
-def gaussian_problem(observed: int, seed: int = 0):
+def gaussian_problem(observed: int, variance: float, seed: int = 0):
     """The prior, the observations and the exact posterior (mean, covariance), float64."""
     g = torch.Generator().manual_seed(seed)
     d = K * N
@@ -66,7 +68,6 @@ def gaussian_problem(observed: int, seed: int = 0):
     mask.view(-1)[torch.randperm(K * IMAGE, generator=g)[:observed]] = True
     full = torch.block_diag(*[decoder.weight.double()] * K)  # (K * IMAGE, K * N)
     h = full[mask.flatten()]
-    variance = 1e-2
     truth = mean + torch.linalg.cholesky(cov) @ torch.randn(d, generator=g, dtype=torch.float64)
     y = h @ truth + variance**0.5 * torch.randn(observed, generator=g, dtype=torch.float64)
     gain = (
@@ -82,12 +83,12 @@ def gaussian_problem(observed: int, seed: int = 0):
 
 
 def gaussian_table(args: argparse.Namespace) -> None:
-    prior, obs, post_mean, post_cov = gaussian_problem(args.observed)
+    prior, obs, post_mean, post_cov = gaussian_problem(args.observed, args.variance)
     sd = post_cov.diagonal().sqrt()
     draws = {}
     print(
         f"Linear-Gaussian posterior: K={K} frames of {N}, {args.observed} values read through a "
-        f"linear frame map, {args.members} members, LMS 64 steps (log-linear), MMPS GMRES {args.observed}\n"
+        f"linear frame map (variance {args.variance:g}), {args.members} members, LMS 64 steps (log-linear), MMPS GMRES {args.observed}\n"
     )
     print(
         "| precision | max mean error / posterior sd | variance ratio | max draw - float32 draw |"
@@ -182,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=4096)
     parser.add_argument("--observed", type=int, default=12)
+    parser.add_argument("--variance", type=float, default=1e-2)
     parser.add_argument("--windows", type=int, default=0)
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--osse-members", type=int, default=4)
