@@ -116,6 +116,13 @@ def test_mixed_operators_and_identity_map():
         torch.testing.assert_close(y[row, : len(ref)], ref, rtol=0, atol=0)
 
 
+def test_frames_outside_the_window_are_refused():
+    decoders = [Decoder(0)]
+    batch = ObservationBatch(windows(decoders), 7, INDEX, dtype=F64)
+    with pytest.raises(RuntimeError, match=r"x must have shape \(N, K > 2, ...\)"):
+        batch.apply(torch.zeros(7, 2, *FRAME, dtype=F64))  # windows of 2 frames: frame 2 is out
+
+
 def test_framewise_operator_errors():
     with pytest.raises(ValueError, match="frames must be a non-empty sequence"):
         FramewiseOperator(None, [], MaskOperator(torch.ones(1, 2, dtype=torch.bool)))

@@ -394,19 +394,24 @@ class _SharedMap:
         self._frames: list[Tensor] = []
 
     def add(self, position: int, idx: Tensor, frames: Tensor) -> None:
+        frames = torch.as_tensor(frames, dtype=torch.long, device=idx.device).reshape(-1)
         self.members.append(position)
         self._rows.append(idx.repeat_interleave(frames.shape[0]))
-        self._frames.append(frames.to(idx.device).repeat(idx.shape[0]))
+        self._frames.append(frames.repeat(idx.shape[0]))
 
     def finish(self) -> None:
         self.rows = torch.cat(self._rows)
         self.frames = torch.cat(self._frames)
         self.sizes = [r.shape[0] for r in self._rows]
+        self.last = int(self.frames.max())  # every frame read must lie in the window
         del self._rows, self._frames
 
     def apply(self, x: Tensor, groups: list[tuple[Tensor, Observation]]) -> dict[int, Tensor]:
         """One call of the inner map on every frame read; each member's readout after it."""
-        torch._check(x.ndim >= 2, lambda: f"x must have shape (N, K, ...); found {tuple(x.shape)}")
+        torch._check(
+            x.ndim >= 2 and self.last < x.shape[1],
+            lambda: f"x must have shape (N, K > {self.last}, ...); found {tuple(x.shape)}",
+        )
         flat = self.rows * x.shape[1] + self.frames
         images = x.flatten(0, 1).index_select(0, flat)
         if self.inner is not None:
