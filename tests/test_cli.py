@@ -18,8 +18,8 @@ DIMS = {"latitude": 32, "longitude": 64}
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     out = capsys.readouterr().out
-    assert "demo" in out
-    assert "testbed" in out
+    for command in ("assimilate", "forecast", "demo", "evaluate", "reanalysis", "testbed"):
+        assert command in out
 
 
 def test_testbed_without_name_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,6 +230,8 @@ def test_help_texts_are_plain_and_complete() -> None:
         assert parsers[prog].description, f"{prog} has no description"
     options = {prog: {a.dest: a for a in parser._actions} for prog, parser in parsers.items()}
     for prog in (
+        "xappa assimilate",
+        "xappa forecast",
         "xappa demo",
         "xappa reanalysis",
         "xappa train autoencoder",
@@ -237,7 +239,7 @@ def test_help_texts_are_plain_and_complete() -> None:
         "xappa train encode",
     ):
         assert "device" in options[prog], f"{prog} has no --device"
-    for prog in ("xappa demo", "xappa reanalysis"):
+    for prog in ("xappa assimilate", "xappa forecast", "xappa demo", "xappa reanalysis"):
         assert sorted(options[prog]["sampler"].choices) == sorted(_SAMPLERS)
         assert tuple(options[prog]["schedule"].choices) == tuple(SCHEDULE_NAMES)
     assert "xappa.batch.reanalysis" in parsers["xappa reanalysis"].format_help()

@@ -342,6 +342,25 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
     assert ("assimilate" in capsys.readouterr().err) == show
 
 
+def test_a_run_states_its_cost_before_it_starts(model, obs, capsys, monkeypatch):
+    """The plan (windows, members, denoiser calls) comes first; the first step is the probe."""
+    import xappa._sampling
+
+    clock = iter([100.0, 102.5])  # entering the bar, then the end of the first step
+    monkeypatch.setattr(xappa._sampling, "_clock", lambda: next(clock))
+    xappa.assimilate(obs, model=model, window="6h", **{**FAST, "progress": True})
+    err = capsys.readouterr().err
+    calls = CONFIG.cost()["denoiser_calls"]  # 2 steps x (1 + 1 correction)
+    plan = (
+        f"assimilate (reanalysis): 2 window(s) x 2 member(s), {calls} guided denoiser calls"
+        f" ({CONFIG.cost()['vjp']} VJPs) per window: {2 * 2 * calls} window evaluations"
+    )
+    assert plan in err
+    estimate = "assimilate: the first step of 2 took 2.5 s; expect about 5.0 s in all"
+    assert estimate in err
+    assert err.index(plan) < err.index(estimate)
+
+
 def test_denormals_flushed_only_while_sampling(model, obs, monkeypatch):
     import torch
 
