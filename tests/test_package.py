@@ -78,3 +78,18 @@ def test_package_data_ships_every_data_file() -> None:
             for g in globs
         )
         assert matched, f"{path.relative_to(root)} is not shipped (tool.setuptools.package-data)"
+
+
+def test_readme_python_runs() -> None:
+    """The README's Python example runs as written (it shows the current API)."""
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    with xappa.set_options(progress=False):
+        for block in blocks:
+            namespace: dict = {}
+            exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["analysis"].sizes["member"] == 4
+    assert namespace["forecast"].sizes["prediction_timedelta"] == 3
