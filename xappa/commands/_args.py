@@ -271,7 +271,7 @@ def obs_error_from_args(pairs: list[tuple[str | None, float]] | None) -> Any:
 def add_run_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     """Add the options of a sub-command that runs a model and writes an ensemble.
 
-    ``--model``, ``--out``, ``--overwrite``, ``--members``, ``--seed``, ``--stride``,
+    ``--model``, ``--allow-unverified``, ``--out``, ``--overwrite``, ``--members``, ``--seed``, ``--stride``,
     ``--no-progress``, ``--device`` and the sampling options.
 
     Parameters
@@ -283,6 +283,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     """
     parser.add_argument(
         "--model", required=True, help="model name (see xappa models) or local model path"
+    )
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="load a named model whose files have no published hash (e.g. appa-workshop)",
     )
     parser.add_argument(
         "--out",

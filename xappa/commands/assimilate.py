@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     errors = obs_error_from_args(args.obs_error)
     sampling = sampling_from_args(args)
     obs = [open_input(path, "--obs") for path in args.obs]
-    model = xappa.load_model(args.model, device=args.device)
+    model = xappa.load_model(
+        args.model, device=args.device, allow_unverified=args.allow_unverified
+    )
     ds = xappa.assimilate(
         obs,
         model=model,

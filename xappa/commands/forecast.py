@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         members = args.members or 8
         options = {"window": args.window, "obs_error": obs_error_from_args(args.obs_error)}
         method = "all-at-once"
-    model = xappa.load_model(args.model, device=args.device)
+    model = xappa.load_model(
+        args.model, device=args.device, allow_unverified=args.allow_unverified
+    )
     ds = xappa.forecast(
         initial,
         model=model,
