@@ -70,13 +70,13 @@ def plan_line(what: str, config: SamplingConfig, members: int, windows: int) -> 
     Returns
     -------
     str
-        One line: windows, members, guided denoiser calls and VJPs per window, and the
+        One line: windows, members, denoiser calls and VJPs per window, and the
         window-evaluations of the denoiser in all.
     """
     cost = config.cost()
     calls = cost["denoiser_calls"]
     return (
-        f"{what}: {windows} window(s) x {members} member(s), {calls} guided denoiser calls"
+        f"{what}: {windows} window(s) x {members} member(s), {calls} denoiser calls"
         f" ({cost['vjp']} VJPs) per window: {windows * members * calls} window evaluations"
         f" of the denoiser ({config.sampler}, {config.steps} steps, guidance {config.guidance})"
     )
@@ -106,8 +106,10 @@ def progress_bar(
     """Yield a callback ``(i, n)`` that advances a tqdm bar (hidden when progress is off).
 
     With a ``plan`` (:func:`plan_line`), the cost of a long run is stated on stderr: the
-    plan before it starts, then, once the first of the ``total`` units of work has run (the
-    probe; the units cost about the same), the time it took and the time expected in all.
+    plan before it starts, then, once the first two of the ``total`` units of work have run
+    (the probe), the time they took and the time expected in all: the first unit's, plus the
+    second's for each later unit (the units cost about the same; the first also pays for
+    what runs once, such as building the observation operators).
 
     Parameters
     ----------
@@ -126,15 +128,18 @@ def progress_bar(
     if show and plan:
         tqdm.write(plan, file=sys.stderr)
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
-    start = _clock()
+    ends = [_clock()]
 
     def advance(step: int, steps: int) -> None:
         bar.update(1)
-        if show and plan and bar.n == 1 and total > 1:
-            took = _clock() - start
+        if show and plan and bar.n <= 2 and total > 2:
+            ends.append(_clock())
+        if len(ends) == 3 and bar.n == 2:
+            first, second = ends[1] - ends[0], ends[2] - ends[1]
             tqdm.write(
-                f"{desc}: the first {unit} of {total} took {_seconds(took)}; expect about"
-                f" {_seconds(took * total)} in all",
+                f"{desc}: {unit}s 1 and 2 of {total} took {_seconds(first)} and"
+                f" {_seconds(second)}; expect about {_seconds(first + second * (total - 1))}"
+                " in all",
                 file=sys.stderr,
             )
 

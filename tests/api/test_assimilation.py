@@ -343,20 +343,24 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
 
 
 def test_a_run_states_its_cost_before_it_starts(model, obs, capsys, monkeypatch):
-    """The plan (windows, members, denoiser calls) comes first; the first step is the probe."""
+    """The plan (windows, members, denoiser calls) comes first; the first steps are the probe."""
     import xappa._sampling
 
-    clock = iter([100.0, 102.5])  # entering the bar, then the end of the first step
+    clock = iter([100.0, 102.5, 103.0])  # entering the bar, the ends of steps 1 and 2
     monkeypatch.setattr(xappa._sampling, "_clock", lambda: next(clock))
-    xappa.assimilate(obs, model=model, window="6h", **{**FAST, "progress": True})
+    config = CONFIG.replace(steps=4)
+    xappa.assimilate(
+        obs, model=model, window="6h", **{**FAST, "sampling": config, "progress": True}
+    )
     err = capsys.readouterr().err
-    calls = CONFIG.cost()["denoiser_calls"]  # 2 steps x (1 + 1 correction)
+    calls = config.cost()["denoiser_calls"]  # 4 steps x (1 + 1 correction)
     plan = (
-        f"assimilate (reanalysis): 2 window(s) x 2 member(s), {calls} guided denoiser calls"
-        f" ({CONFIG.cost()['vjp']} VJPs) per window: {2 * 2 * calls} window evaluations"
+        f"assimilate (reanalysis): 2 window(s) x 2 member(s), {calls} denoiser calls"
+        f" ({config.cost()['vjp']} VJPs) per window: {2 * 2 * calls} window evaluations"
     )
     assert plan in err
-    estimate = "assimilate: the first step of 2 took 2.5 s; expect about 5.0 s in all"
+    # 2.5 s for the first step, then 0.5 s for each of the three others
+    estimate = "assimilate: steps 1 and 2 of 4 took 2.5 s and 0.5 s; expect about 4.0 s in all"
     assert estimate in err
     assert err.index(plan) < err.index(estimate)
 
