@@ -33,7 +33,7 @@ from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
 FAST = xappa.SamplingConfig(sampler="ddim", steps=2)
-CLI_FAST = ["--sampler", "ddim", "--steps", "2", "--no-progress"]
+CLI_FAST = "--sampler ddim --steps 2 --no-progress"
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,12 @@ def _forecast(i: Inputs, initial: Any = None, **kwargs: Any) -> Any:
     return xappa.forecast(i.truth if initial is None else initial, **{**options, **kwargs})
 
 
-def _cli(*argv: str) -> Callable[[Inputs], Any]:
+def _cli(command: str) -> Callable[[Inputs], Any]:
+    """``xappa --debug command``, with ``{model}``, ``{obs}``, ``{store}``, ``{fast}`` filled in."""
+
     def run(i: Inputs) -> Any:
-        words = [
-            a.replace("{model}", i.path).replace("{obs}", i.obs_file).replace("{store}", i.store)
-            for a in argv
-        ]
-        return main(["--debug", *words])
+        words = command.format(model=i.path, obs=i.obs_file, store=i.store, fast=CLI_FAST)
+        return main(["--debug", *words.split()])
 
     return run
 
@@ -261,13 +260,23 @@ MISTAKES: dict[str, Mistake] = {
     ),
     # settings, SamplingConfig fields included
     "sampler-unknown": Mistake(
-        lambda i: xappa.SamplingConfig(sampler="euler"), ValueError, r"SamplingConfig.sampler must be one of .*; found 'euler'"
+        lambda i: xappa.SamplingConfig(sampler="euler"),
+        ValueError,
+        r"SamplingConfig.sampler must be one of .*; found 'euler'",
     ),
-    "steps-zero": Mistake(lambda i: xappa.SamplingConfig(steps=0), ValueError, r"SamplingConfig.steps must be a positive int; found 0"),
+    "steps-zero": Mistake(
+        lambda i: xappa.SamplingConfig(steps=0),
+        ValueError,
+        r"SamplingConfig.steps must be a positive int; found 0",
+    ),
     "schedule-unknown": Mistake(
         lambda i: xappa.SamplingConfig(schedule="cosine"), ValueError, r"schedule.*'cosine'"
     ),
-    "delta-above-one": Mistake(lambda i: xappa.SamplingConfig(delta=2.0), ValueError, r"SamplingConfig.delta must be a float in \(0, 1\]; found 2.0"),
+    "delta-above-one": Mistake(
+        lambda i: xappa.SamplingConfig(delta=2.0),
+        ValueError,
+        r"SamplingConfig.delta must be a float in \(0, 1\]; found 2.0",
+    ),
     "guidance-unknown": Mistake(
         lambda i: xappa.SamplingConfig(guidance="enkf"), ValueError, r"guidance.*'enkf'"
     ),
@@ -301,7 +310,9 @@ MISTAKES: dict[str, Mistake] = {
         lambda i: _assimilate(i, max_batch=0), ValueError, r"max_batch must be a positive int"
     ),
     "obs-error-zero": Mistake(
-        lambda i: _assimilate(i, obs_error=0.0), ValueError, r"obs_error for obs variable '2m_temperature' must be positive; found 0.0"
+        lambda i: _assimilate(i, obs_error=0.0),
+        ValueError,
+        r"obs_error for obs variable '2m_temperature' must be positive; found 0.0",
     ),
     "obs-error-unknown-variable": Mistake(
         lambda i: _assimilate(i, obs_error={"2m_temperatur": 1.0}),
@@ -366,61 +377,30 @@ MISTAKES: dict[str, Mistake] = {
         r"out 'notes.txt/run.zarr' lies inside 'notes.txt', which is a file",
     ),
     "cli-evaluate-out-onto-a-file": Mistake(
-        _cli("evaluate", "--pred", "{store}", "--truth", "{store}", "--out", "notes.txt"),
+        _cli("evaluate --pred {store} --truth {store} --out notes.txt"),
         FileExistsError,
         r"--out 'notes.txt' is an existing file",
     ),
     "cli-assimilate-out-onto-a-foreign-folder": Mistake(
-        _cli(
-            "assimilate",
-            "--obs",
-            "{obs}",
-            "--model",
-            "{model}",
-            "--out",
-            "foreign",
-            "--overwrite",
-            *CLI_FAST,
-        ),
+        _cli("assimilate --obs {obs} --model {model} --out foreign --overwrite {fast}"),
         FileExistsError,
         r"--out 'foreign' holds data that xappa did not write",
     ),
     "cli-obs-missing": Mistake(
-        _cli("assimilate", "--obs", "obs.nc", "--model", "{model}", "--out", "a.zarr"),
+        _cli("assimilate --obs obs.nc --model {model} --out a.zarr"),
         FileNotFoundError,
         r"--obs 'obs.nc' does not exist",
     ),
     "cli-forecast-init-time-with-obs": Mistake(
-        _cli(
-            "forecast",
-            "--obs",
-            "{obs}",
-            "--model",
-            "{model}",
-            "--out",
-            "f.zarr",
-            "--init-time",
-            "2021-01-01T03",
-            *CLI_FAST,
-        ),
+        _cli("forecast --obs {obs} --model {model} --out f.zarr --init-time 2021-01-01T03 {fast}"),
         ValueError,
         r"--init-time apply only without --initial",
     ),
     "cli-members-zero": Mistake(
-        _cli("demo", "--members", "0", "--out", "demo"), SystemExit, r"argument --members"
+        _cli("demo --members 0 --out demo"), SystemExit, r"argument --members"
     ),
     "cli-window-reversed": Mistake(
-        _cli(
-            "assimilate",
-            "--obs",
-            "{obs}",
-            "--model",
-            "{model}",
-            "--out",
-            "a.zarr",
-            "--window",
-            "2021-01-02/2021-01-01",
-        ),
+        _cli("assimilate --obs {obs} --model {model} --out a.zarr --window 2021-01-02/2021-01-01"),
         SystemExit,
         r"argument --window: .*end not before start",
     ),
@@ -445,7 +425,7 @@ MISTAKES: dict[str, Mistake] = {
         lambda i: i.model.on("cuda:7"), ValueError, r"device 'cuda:7' is not available"
     ),
     "cli-device-absent": Mistake(
-        _cli("demo", "--device", "cuda:7", "--out", "demo"), SystemExit, r"argument --device"
+        _cli("demo --device cuda:7 --out demo"), SystemExit, r"argument --device"
     ),
     # dtypes
     "dtype-integer": Mistake(
@@ -464,7 +444,9 @@ MISTAKES: dict[str, Mistake] = {
         r"dtype must be None or one of .*'float46'",
     ),
     "precision-a-torch-dtype": Mistake(
-        lambda i: xappa.SamplingConfig(precision=torch.float64), ValueError, r"SamplingConfig.precision must be one of .*; found torch.float64"
+        lambda i: xappa.SamplingConfig(precision=torch.float64),
+        ValueError,
+        r"SamplingConfig.precision must be one of .*; found torch.float64",
     ),
 }
 

@@ -11,6 +11,7 @@ __all__ = [
     "SAMPLER_NAMES",
     "SCHEDULE_NAMES",
     "add_device_argument",
+    "add_observation_arguments",
     "add_run_arguments",
     "add_sampling_arguments",
     "device",
@@ -310,3 +311,28 @@ def add_run_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     add_device_argument(parser)
     add_sampling_arguments(parser)
+
+
+def add_observation_arguments(parser: argparse.ArgumentParser, only: str = "") -> None:
+    """Add ``--window`` and ``--obs-error``, for a sub-command that assimilates observations.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command's parser.
+    only : str
+        A prefix of the help texts saying when they apply (e.g. ``"--obs: "``).
+    """
+    parser.add_argument(
+        "--window",
+        type=window,
+        help=f"{only}the window: a duration from the first observation (48h), or START/END"
+        " times, both included (default: the observations' span)",
+    )
+    parser.add_argument(
+        "--obs-error",
+        type=obs_error,
+        action="append",
+        help=f"{only}observation error std in the variable's units: NUMBER for all, or"
+        " VARIABLE=NUMBER (repeatable; default: the inputs' ancillary variables)",
+    )

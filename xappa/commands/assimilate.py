@@ -16,12 +16,11 @@ __all__ = ["register", "run"]
 import argparse
 
 from xappa.commands._args import (
+    add_observation_arguments,
     add_run_arguments,
-    obs_error,
     obs_error_from_args,
     positive_int,
     sampling_from_args,
-    window,
 )
 from xappa.commands._io import check_output, open_input, write_output
 
@@ -30,13 +29,7 @@ KIND = "assimilation ensemble"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``assimilate`` sub-command.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        The sub-parsers of the ``xappa`` parser.
-    """
+    """Add ``assimilate`` to the sub-commands of the ``xappa`` parser."""
     from xappa.assimilation import MODES
 
     parser = subparsers.add_parser(
@@ -51,24 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--members", type=positive_int, default=8, help="ensemble size (default 8)"
     )
-    parser.add_argument(
-        "--window",
-        type=window,
-        help="a duration from the first observation (48h), or START/END times, both included"
-        " (default: the observations' span)",
-    )
+    add_observation_arguments(parser)
     parser.add_argument(
         "--mode",
         choices=MODES,
         default="reanalysis",
         help="smooth over the window, or filter causally (default reanalysis)",
-    )
-    parser.add_argument(
-        "--obs-error",
-        type=obs_error,
-        action="append",
-        help="observation error std in the variable's units: NUMBER for all, or"
-        " VARIABLE=NUMBER (repeatable; default: the inputs' ancillary variables)",
     )
     parser.add_argument(
         "--max-batch", type=positive_int, help="most windows per network call (memory)"
@@ -82,18 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``xappa assimilate``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed arguments.
-
-    Returns
-    -------
-    int
-        0 on success.
-    """
+    """Run ``xappa assimilate`` with the parsed ``args``; return 0 (errors raise)."""
     import xappa
 
     state = check_output(args.out, role="--out", overwrite=args.overwrite)

@@ -17,14 +17,13 @@ __all__ = ["register", "run"]
 import argparse
 
 from xappa.commands._args import (
+    add_observation_arguments,
     add_run_arguments,
     duration,
-    obs_error,
     obs_error_from_args,
     positive_int,
     sampling_from_args,
     timestamp,
-    window,
 )
 from xappa.commands._io import check_output, open_input, write_output
 
@@ -33,13 +32,7 @@ KIND = "forecast ensemble"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``forecast`` sub-command.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        The sub-parsers of the ``xappa`` parser.
-    """
+    """Add ``forecast`` to the sub-commands of the ``xappa`` parser."""
     parser = subparsers.add_parser(
         "forecast",
         help="forecast an ensemble by lead time from states, an analysis or observations",
@@ -75,17 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=2,
         help="--initial: frames that condition the forecast (default 2)",
     )
-    parser.add_argument(
-        "--window",
-        type=window,
-        help="--obs: the observation window, a duration or START/END (default: their span)",
-    )
-    parser.add_argument(
-        "--obs-error",
-        type=obs_error,
-        action="append",
-        help="--obs: error std, NUMBER or VARIABLE=NUMBER (repeatable)",
-    )
+    add_observation_arguments(parser, only="--obs: ")
     parser.set_defaults(func=run)
 
 
@@ -98,18 +81,7 @@ def _refuse(args: argparse.Namespace, flags: dict[str, str], source: str) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``xappa forecast``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed arguments.
-
-    Returns
-    -------
-    int
-        0 on success.
-    """
+    """Run ``xappa forecast`` with the parsed ``args``; return 0 (errors raise)."""
     import xappa
 
     state = check_output(args.out, role="--out", overwrite=args.overwrite)
