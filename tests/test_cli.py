@@ -72,7 +72,12 @@ def test_demo(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "demo"
     argv = ["demo", "--out", str(out_dir), "--hours", "12", "--members", "2", "--steps", "2"]
     assert main([*argv, "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # the demo talks while it runs: the planned cost, the expected time, a progress bar
+    assert "assimilate (reanalysis): 1 window(s) x 2 member(s)" in captured.err
+    assert "steps 1 and 2 of 2 took" not in captured.err  # two steps: nothing to estimate
+    assert "assimilate: 100%" in captured.err
     for text in ("posterior", "prior", "climatology", "spread/skill", "stations", "satellite"):
         assert text in out
     lines = [line for line in out.splitlines() if line.startswith("geopotential [m2 s-2]")]
