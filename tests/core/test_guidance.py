@@ -398,7 +398,8 @@ class OldMMPS(MMPSDenoiser):
 
         residual = torch.where(batch.mask, batch.values - y_hat.detach(), 0.0)
         with torch.no_grad():
-            u = {"gmres": gmres, "cg": cg}[self.solver](matvec, residual, self.iterations)
+            solve = {"gmres": gmres, "cg": cg}[self.solver]
+            u = solve(matvec, residual, self.iterations, psd_floor=batch.variances)
         return torch.autograd.grad(y_hat, x, u)[0]
 
 

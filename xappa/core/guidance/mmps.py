@@ -140,7 +140,7 @@ class MMPSDenoiser(GuidedDenoiser):
                 return batch.variances * u + tangent(s2 / (1 + s2) * at_u)
 
             with torch.no_grad():
-                u = solve(matvec, residual, self.iterations)
+                u = solve(matvec, residual, self.iterations, psd_floor=batch.variances)
             return torch.autograd.grad(y_hat, x, u)[0]
 
         calls = 0
@@ -154,5 +154,7 @@ class MMPSDenoiser(GuidedDenoiser):
             return batch.variances * u + tangent(s2 * jt), jt
 
         with torch.no_grad():
-            _, score = solve(matvec_aux, residual, self.iterations, aux=True)
+            _, score = solve(
+                matvec_aux, residual, self.iterations, aux=True, psd_floor=batch.variances
+            )
         return score
