@@ -18,8 +18,8 @@ DIMS = {"latitude": 32, "longitude": 64}
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     out = capsys.readouterr().out
-    assert "demo" in out
-    assert "testbed" in out
+    for command in ("assimilate", "forecast", "demo", "evaluate", "reanalysis", "testbed"):
+        assert command in out
 
 
 def test_testbed_without_name_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +72,12 @@ def test_demo(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "demo"
     argv = ["demo", "--out", str(out_dir), "--hours", "12", "--members", "2", "--steps", "2"]
     assert main([*argv, "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # the demo talks while it runs: the planned cost, the expected time, a progress bar
+    assert "assimilate (reanalysis): 1 window(s) x 2 member(s)" in captured.err
+    assert "steps 1 and 2 of 2 took" not in captured.err  # two steps: nothing to estimate
+    assert "assimilate: 100%" in captured.err
     for text in ("posterior", "prior", "climatology", "spread/skill", "stations", "satellite"):
         assert text in out
     lines = [line for line in out.splitlines() if line.startswith("geopotential [m2 s-2]")]
@@ -230,6 +235,8 @@ def test_help_texts_are_plain_and_complete() -> None:
         assert parsers[prog].description, f"{prog} has no description"
     options = {prog: {a.dest: a for a in parser._actions} for prog, parser in parsers.items()}
     for prog in (
+        "xappa assimilate",
+        "xappa forecast",
         "xappa demo",
         "xappa reanalysis",
         "xappa train autoencoder",
@@ -237,7 +244,7 @@ def test_help_texts_are_plain_and_complete() -> None:
         "xappa train encode",
     ):
         assert "device" in options[prog], f"{prog} has no --device"
-    for prog in ("xappa demo", "xappa reanalysis"):
+    for prog in ("xappa assimilate", "xappa forecast", "xappa demo", "xappa reanalysis"):
         assert sorted(options[prog]["sampler"].choices) == sorted(_SAMPLERS)
         assert tuple(options[prog]["schedule"].choices) == tuple(SCHEDULE_NAMES)
     assert "xappa.batch.reanalysis" in parsers["xappa reanalysis"].format_help()

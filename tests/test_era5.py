@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 
 import xappa
+from xappa.hub import save_model_files
 from xappa.state import era5_spec
 from xappa.testing import mock_era5, tiny_model
 
@@ -146,7 +147,20 @@ def test_missing_time_is_a_key_error(model, server):
         xappa.open_era5(model, url=url, times=slice("2030-01-01", "2030-01-02"))
 
 
-def test_model_must_be_a_model_or_spec(server):
+def test_model_by_path_or_option_selects_the_same(model, era5, server, tmp_path):
     url, _ = server
-    with pytest.raises(TypeError, match="must be an xappa.Model or a StateSpec; found str"):
-        xappa.open_era5("swe-default", url=url)
+    save_model_files(model, tmp_path / "model", stem="m", show=False)
+    expected = xappa.open_era5(model, url=url, times=era5.time.values[:2])
+    xr.testing.assert_identical(
+        xappa.open_era5(str(tmp_path / "model"), url=url, times=era5.time.values[:2]), expected
+    )
+    with xappa.set_options(model=model):
+        xr.testing.assert_identical(xappa.open_era5(url=url, times=era5.time.values[:2]), expected)
+
+
+def test_model_must_be_a_model_name_or_spec(server):
+    url, _ = server
+    with pytest.raises(TypeError, match=r"model must be an xappa.Model, a model name or path"):
+        xappa.open_era5(3, url=url)
+    with pytest.raises(KeyError, match="no-such-model"):
+        xappa.open_era5("no-such-model", url=url)

@@ -78,3 +78,20 @@ def test_package_data_ships_every_data_file() -> None:
             for g in globs
         )
         assert matched, f"{path.relative_to(root)} is not shipped (tool.setuptools.package-data)"
+
+
+def test_readme_python_runs(tmp_path) -> None:
+    """The README's Python example runs as written (it shows the current API)."""
+    import re
+    import runpy
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    with xappa.set_options(progress=False):
+        for i, block in enumerate(blocks):
+            script = tmp_path / f"readme_{i}.py"
+            script.write_text(block)
+            namespace = runpy.run_path(str(script))
+    assert namespace["analysis"].sizes["member"] == 4
+    assert namespace["forecast"].sizes["prediction_timedelta"] == 3

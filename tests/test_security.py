@@ -33,6 +33,7 @@ from packaging.requirements import Requirement
 from test_release import LAP, LATENTS, write_release
 
 from xappa.cards import CardFile, ModelCard, load_cards
+from xappa.commands._io import open_input
 from xappa.hub import fetch_model_files, load_model, save_model_files
 from xappa.integrity import file_sha256
 from xappa.model_files import read_model_files, read_training_runs
@@ -175,6 +176,10 @@ def _open_pixel_statistics(store: Path, tmp_path: Path) -> object:
     return load_appa_release(release, device="cpu").pixel_statistics()
 
 
+def _open_command_input(store: Path, tmp_path: Path) -> object:
+    return open_input(str(store), "--pred")  # every sub-command's --obs, --pred, --truth, ...
+
+
 def _open_latent_store(store: Path, tmp_path: Path) -> object:
     model = tiny_model()
     extra = {"data": str(store), "window": model.window, "noise_level": 0.0}
@@ -195,8 +200,9 @@ def _open_latent_store(store: Path, tmp_path: Path) -> object:
         (_open_read_stats, None),
         (_open_pixel_statistics, "pixel statistics"),
         (_open_latent_store, "latent store"),
+        (_open_command_input, "--pred"),
     ],
-    ids=["xr.open_zarr", "read_stats", "pixel_statistics", "read_training_runs"],
+    ids=["xr.open_zarr", "read_stats", "pixel_statistics", "read_training_runs", "cli-input"],
 )
 def test_zarr_pickle_codec_is_refused(
     tmp_path: Path,

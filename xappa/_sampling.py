@@ -1,6 +1,6 @@
 """Private helpers shared by encoding, assimilation and forecasting.
 
-Positive-int checks, devices, progress bars, the denormal flag, frame dates and the
+Positive-int checks, devices, progress bars with the planned cost, the denormal flag, frame dates and the
 conventions of the user's grid. Seeds live with the engine (:mod:`xappa.core.da.seeds`).
 """
 
@@ -10,11 +10,14 @@ __all__ = [
     "check_positive_int",
     "frame_dates",
     "grid_conventions",
+    "plan_line",
     "progress_bar",
     "resolve_device",
     "restore_conventions",
 ]
 
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from xappa.convert import find_coord
+from xappa.core.da import SamplingConfig
 from xappa.options import check_device, get_options
 
 
@@ -49,15 +53,98 @@ def resolve_device(device: torch.device | str | None, default: torch.device) -> 
     return default if device is None else check_device(device)
 
 
+def plan_line(what: str, config: SamplingConfig, members: int, windows: int) -> str:
+    """Say what a draw costs in network passes, before it starts.
+
+    Parameters
+    ----------
+    what : str
+        The call, e.g. ``"assimilate (reanalysis)"``.
+    config : SamplingConfig
+        The sampling settings (:meth:`~xappa.core.da.SamplingConfig.cost`).
+    members : int
+        The ensemble size.
+    windows : int
+        How many windows of :math:`K` frames are drawn, per member.
+
+    Returns
+    -------
+    str
+        One line: windows, members, denoiser calls and VJPs per window, and the
+        window-evaluations of the denoiser in all.
+    """
+    cost = config.cost()
+    calls = cost["denoiser_calls"]
+    return (
+        f"{what}: {windows} window(s) x {members} member(s), {calls} denoiser calls"
+        f" ({cost['vjp']} VJPs) per window: {windows * members * calls} window evaluations"
+        f" of the denoiser ({config.sampler}, {config.steps} steps, guidance {config.guidance})"
+    )
+
+
+#: The clock of the cost estimate (a test replaces it).
+_clock = time.perf_counter
+
+
+def _seconds(value: float) -> str:
+    if value < 90:
+        return f"{value:.1f} s"
+    if value < 90 * 60:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
 @contextmanager
 def progress_bar(
-    total: int, desc: str, enabled: bool | None = None
+    total: int,
+    desc: str,
+    enabled: bool | None = None,
+    *,
+    plan: str | None = None,
+    unit: str = "step",
 ) -> Iterator[Callable[[int, int], None]]:
-    """Yield a sampler callback that advances a tqdm bar (hidden when progress is off)."""
+    """Yield a callback ``(i, n)`` that advances a tqdm bar (hidden when progress is off).
+
+    With a ``plan`` (:func:`plan_line`), the cost of a long run is stated on stderr: the
+    plan before it starts, then, once the first two of the ``total`` units of work have run
+    (the probe), the time they took and the time expected in all: the first unit's, plus the
+    second's for each later unit (the units cost about the same; the first also pays for
+    what runs once, such as building the observation operators).
+
+    Parameters
+    ----------
+    total : int
+        The units of work (sampler steps, filter cycles, forecast windows).
+    desc : str
+        The bar's label.
+    enabled : bool, optional
+        Show the bar and the cost (default: the ``progress`` option).
+    plan : str, optional
+        The cost in network passes, printed before the work starts.
+    unit : str
+        What a unit of work is, for the estimate.
+    """
     show = get_options()["progress"] if enabled is None else bool(enabled)
+    if show and plan:
+        tqdm.write(plan, file=sys.stderr)
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
+    ends = [_clock()]
+
+    def advance(step: int, steps: int) -> None:
+        bar.update(1)
+        if show and plan and bar.n <= 2 and total > 2:
+            ends.append(_clock())
+        if len(ends) == 3 and bar.n == 2:
+            first, second = ends[1] - ends[0], ends[2] - ends[1]
+            tqdm.write(
+                f"{desc}: {unit}s 1 and 2 of {total} took {_seconds(first)} and"
+                f" {_seconds(second)}; expect about {_seconds(first + second * (total - 1))}"
+                " in all",
+                file=sys.stderr,
+            )
+
     try:
-        yield lambda step, steps: bar.update(1)
+        yield advance
     finally:
         bar.close()
 

@@ -37,10 +37,12 @@ from xappa._sampling import (
     flush_denormal,
     frame_dates,
     grid_conventions,
+    plan_line,
     progress_bar,
     resolve_device,
 )
 from xappa.core.da import SamplingConfig, as_config, filter_analyses, smooth
+from xappa.core.diffusion.trajectory import padded_length, window_count
 from xappa.encoding import decode_tensor, state_dataset
 from xappa.hub import resolve_model
 from xappa.model import Model
@@ -66,15 +68,6 @@ def _stride(stride: int | None, window: int) -> int:
         msg = f"stride must be at most the model window {window}; found {stride}"
         raise ValueError(msg)
     return stride
-
-
-def _plan(mode: str, config: SamplingConfig, members: int, windows: int) -> str:
-    """One line saying what a draw costs, before it starts."""
-    cost = config.cost()
-    return (
-        f"assimilate ({mode}): {windows} window(s) x {members} member(s), {cost['denoiser_calls']} guided"
-        f" denoiser calls ({cost['vjp']} VJPs) per window"
-    )
 
 
 def _draw(
@@ -107,8 +100,9 @@ def _draw(
         "dtype": model.state_dtype,
     }
     if mode == "reanalysis":
-        windows = -(-max(length - k, 0) // stride) + 1
-        with progress_bar(config.steps, _plan(mode, config, members, windows), show) as bar:
+        windows = window_count(padded_length(length, k, stride), k, stride)
+        plan = plan_line(f"assimilate ({mode})", config, members, windows)
+        with progress_bar(config.steps, "assimilate", show, plan=plan) as bar:
             z = smooth(
                 model.prior_denoiser(),
                 observations,
@@ -120,7 +114,8 @@ def _draw(
             )
         return z, list(range(length))
     frames = observations.observed_frames
-    with progress_bar(len(frames), _plan(mode, config, members, len(frames)), show) as bar:
+    plan = plan_line(f"assimilate ({mode})", config, members, len(frames))
+    with progress_bar(len(frames), "assimilate", show, plan=plan, unit="cycle") as bar:
         z = filter_analyses(
             model.prior_denoiser(),
             observations,
@@ -192,8 +187,9 @@ def assimilate(
         Reanalysis: the most windows (of all members) denoised per network call, bounding
         the memory of a call; all at once by default, ``1`` is Appa's one window at a time.
     progress : bool, optional
-        Show a progress bar, after a line with the planned cost (default: the
-        ``progress`` option).
+        Show a progress bar, after a line with the planned cost (windows, members,
+        denoiser calls) and, once the first sampler step (or filter cycle) has run, the
+        expected time (default: the ``progress`` option).
 
     Returns
     -------

@@ -71,8 +71,9 @@ def encode(
     Returns
     -------
     Dataset
-        ``latent`` over ``(time, latent_channel, y, x)``, float32, with shape
-        ``(T, C_lat, h, w)``; attributes name the model, its weight hash and the grid
+        ``latent`` over ``(time, latent_channel, y, x)``, with shape ``(T, C_lat, h, w)``,
+        in the model's :attr:`~xappa.model.Model.state_dtype` (float32; float64 for a model
+        loaded with ``dtype=torch.float64``); attributes name the model, its weight hash and the grid
         conventions of ``ds`` (restored by :func:`decode`).
 
     Raises
@@ -101,14 +102,14 @@ def encode(
     device = resolve_device(device, model.device)
     model = model.on(device)
     c, h, w = model.latent_shape
-    out = [torch.zeros(0, c, h, w)]
+    out = [torch.zeros(0, c, h, w, dtype=model.state_dtype)]
     with torch.no_grad():
         for start in range(0, state.sizes["time"], batch_size):
             # one batch of times is read (from dask: computed) at a time: memory stays bounded
             batch = state.isel(time=slice(start, start + batch_size))
             x, _ = dataset_to_tensor(batch, model.spec, check_step=False)
             xs, _ = standardize(x.to(device, model.state_dtype), model.mean, model.std)
-            out.append(model.encode_standardized(xs).float().cpu())
+            out.append(model.encode_standardized(xs).cpu())
     z = torch.cat(out).numpy()
     attrs = {
         "long_name": "standardized latent state",
@@ -239,7 +240,8 @@ def state_dataset(
     elif members is not None:
         msg = f"members is given, but x has no member dimension; found shape {tuple(x.shape)}"
         raise ValueError(msg)
-    ds = tensor_to_dataset(x.float().cpu(), model.spec, times=times)
+    x = x.cpu() if x.dtype == torch.float64 else x.float().cpu()  # float64 models stay float64
+    ds = tensor_to_dataset(x, model.spec, times=times)
     if x.ndim == 5:
         ds = ds.assign_coords(member=xr.Variable("member", labels, MEMBER_ATTRS))
     ds = restore_conventions(ds, conventions)
@@ -313,7 +315,7 @@ def decode(
         )
         raise ValueError(msg)
     model = model.on(resolve_device(device, model.device))
-    z = torch.as_tensor(np.asarray(var.values, dtype=np.float32))
+    z = torch.as_tensor(np.asarray(var.values))
     x = decode_tensor(z, model, batch_size=batch_size)
     conventions = {k: latents.attrs.get(f"xappa_{k}") for k in _CONVENTION_KEYS}
     conventions = conventions if all(conventions.values()) else {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = ["APPA_ERA5_STORE", "WB2_ERA5", "open_era5"]
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from xappa.convert import find_coord
+from xappa.hub import resolve_model
 from xappa.model import Model
 from xappa.state import StateSpec, select_state
 
@@ -40,11 +42,14 @@ APPA_ERA5_STORE = "1959-2022-full_37-1h-0p25deg-chunk-1.zarr-v2"
 
 
 def _spec(model: Any) -> StateSpec:
-    if isinstance(model, Model):
-        return model.spec
     if isinstance(model, StateSpec):
         return model
-    msg = f"model must be an xappa.Model or a StateSpec; found {type(model).__name__}"
+    if model is None or isinstance(model, Model | str | os.PathLike):
+        return resolve_model(model).spec
+    msg = (
+        "model must be an xappa.Model, a model name or path, or a StateSpec; found"
+        f" {type(model).__name__}"
+    )
     raise TypeError(msg)
 
 
@@ -79,7 +84,7 @@ def _times(ds: xr.Dataset, times: Any) -> Any:
 
 
 def open_era5(
-    model: Model | StateSpec,
+    model: Model | str | os.PathLike | StateSpec | None = None,
     *,
     times: Any = None,
     url: str | None = None,
@@ -90,8 +95,10 @@ def open_era5(
 
     Parameters
     ----------
-    model : Model or StateSpec
-        The model whose state (``model.spec``) is selected, or the spec itself.
+    model : Model, str, path-like, StateSpec or None
+        The model whose state (``model.spec``) is selected: a model, a model name
+        (``"appa-workshop"``) or path, None for the ``model`` option of
+        :func:`xappa.set_options`, or the spec itself.
     times : slice or array-like of datetime, optional
         The times: a ``slice("2021-03-21", "2021-03-22T23")`` (inclusive, as
         ``Dataset.sel``), or the times themselves; all of the store's when None.
@@ -122,7 +129,7 @@ def open_era5(
     ValueError
         If the store's grid, dimensions or units do not fit the spec.
     TypeError
-        If ``model`` is neither a Model nor a StateSpec.
+        If ``model`` is none of these (or None without a ``model`` option).
 
     Examples
     --------

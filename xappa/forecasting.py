@@ -37,11 +37,13 @@ from xappa._sampling import (
     flush_denormal,
     frame_dates,
     grid_conventions,
+    plan_line,
     progress_bar,
     resolve_device,
 )
 from xappa.convert import find_coord
 from xappa.core.da import SamplingConfig, as_config, forecast_trajectories, smooth
+from xappa.core.diffusion.trajectory import padded_length, window_count
 from xappa.encoding import LATENT_VARIABLE, decode_tensor, encode, state_dataset
 from xappa.hub import resolve_model
 from xappa.model import Model
@@ -164,7 +166,8 @@ def forecast(
     device : torch.device or str, optional
         Where to sample.
     progress : bool, optional
-        Show a progress bar (default: the ``progress`` option).
+        Show a progress bar, after a line with the planned cost and, once the first window
+        (or step) has run, the expected time (default: the ``progress`` option).
 
     Returns
     -------
@@ -238,7 +241,8 @@ def forecast(
     with flush_denormal():
         if method == "autoregressive":
             total = len(starts) * -(-n_lead // stride)
-            with progress_bar(total, f"forecast: {len(starts)} start(s)", progress) as bar:
+            plan = plan_line(f"forecast ({len(starts)} start(s))", config, members, total)
+            with progress_bar(total, "forecast", progress, plan=plan, unit="window") as bar:
                 for i, frames in enumerate(starts):
                     z0 = _context(initial, frames, model, members)  # type: ignore[arg-type]
 
@@ -263,7 +267,9 @@ def forecast(
             ).to(device)  # fmt: skip
             length = len(times) + n_lead
             dates = frame_dates(pd.date_range(times[0], periods=length, freq=step), device)
-            with progress_bar(config.steps, "forecast (all-at-once)", progress) as bar:
+            windows = window_count(padded_length(length, k, stride), k, stride)
+            plan = plan_line("forecast (all-at-once)", config, members, windows)
+            with progress_bar(config.steps, "forecast", progress, plan=plan) as bar:
                 z = smooth(
                     model.prior_denoiser(), obs_set.frames(decode=model.decode_standardized),
                     members=members, length=length, frame=model.latent_shape, window=k,

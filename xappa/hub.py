@@ -19,8 +19,10 @@ configs, state spec, window) and ``<stem>.safetensors`` (``autoencoder.*``, ``de
 from __future__ import annotations
 
 __all__ = [
+    "DTYPES",
     "POOCH",
     "available_models",
+    "check_dtype",
     "clear_cache",
     "fetch_model_files",
     "get_card",
@@ -47,6 +49,7 @@ from xappa.cards import ModelCard, load_cards
 from xappa.integrity import check_sha256, inside
 from xappa.model import Model
 from xappa.model_files import read_model_files, read_training_runs, save_model_files
+from xappa.options import choose_device
 from xappa.release import load_appa_release, resolve_release
 from xappa.state import StateSpec
 
@@ -286,16 +289,6 @@ def _download(p: pooch.Pooch, fname: str) -> Path:
         raise ValueError(msg) from err
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        from xappa.options import get_options
-
-        device = get_options().get("device")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -329,8 +322,11 @@ def load_model(
     device : str or torch.device, optional
         Where to put the model (default: ``xappa.get_options()["device"]``, else CUDA when
         available, else the CPU).
-    dtype : torch.dtype, optional
-        The dtype of the networks (default: as stored, float32).
+    dtype : torch.dtype or str, optional
+        The dtype of the networks: ``torch.float32``, ``torch.float64`` or
+        ``torch.bfloat16`` (default: as stored, float32). States, statistics and the
+        guidance solver run in float64 for float64 weights, else in float32 (bfloat16
+        networks compute in bfloat16); see :attr:`xappa.model.Model.state_dtype`.
     offline : bool, optional
         Never touch the network: use only cached, hash-verified files (default: true when the
         environment variable ``XAPPA_OFFLINE`` is ``1``).
@@ -359,9 +355,13 @@ def load_model(
     KeyError
         If the name is unknown; the message lists the known names.
     ValueError, FileNotFoundError, ConnectionError
-        As :func:`fetch_model_files`.
+        As :func:`fetch_model_files`; ValueError also for a device that is not available
+        here (:func:`xappa.options.check_device`).
+    TypeError
+        For a ``dtype`` that :func:`check_dtype` refuses.
     """
-    dev = _resolve_device(device)
+    dev = choose_device(device)
+    dtype = check_dtype(dtype)
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     is_name = isinstance(name_or_path, str) and name in _cards(cards)
@@ -429,6 +429,37 @@ def _from_release(
     if stats is None:
         stats = release.pixel_statistics().load()
     return Model.from_release(release, spec, stats, name=card.name)
+
+
+#: The float dtypes a model's networks can be loaded in.
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+def check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """Return the networks' dtype that ``dtype`` asks for (None: as stored).
+
+    Parameters
+    ----------
+    dtype : torch.dtype, str or None
+        ``torch.float32``, ``torch.float64`` or ``torch.bfloat16``, or its name.
+
+    Returns
+    -------
+    torch.dtype or None
+        The dtype.
+
+    Raises
+    ------
+    TypeError
+        For any other value (an integer dtype, a NumPy dtype, float16, a misspelled name).
+    """
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype in DTYPES.values()):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
+        return DTYPES[dtype.removeprefix("torch.")]
+    names = [f"torch.{n}" for n in DTYPES]
+    msg = f"dtype must be None or one of {names} (or its name); found {dtype!r}"
+    raise TypeError(msg)
 
 
 def _cast(model: Model, dtype: torch.dtype | None) -> Model:

@@ -289,12 +289,16 @@ def open_zarr_store(path: str | os.PathLike, *, role: str = "zarr store", **kwar
     Raises
     ------
     ValueError
-        If zarr or numcodecs refuses the store (an unknown or unsafe codec or data type).
+        If zarr or numcodecs refuses the store (an unknown or unsafe codec or data type),
+        or ``path`` holds no zarr store.
     """
     import xarray as xr
 
     try:
         return xr.open_zarr(path, **kwargs)
+    except FileNotFoundError as err:  # zarr's GroupNotFoundError: no zarr metadata there
+        msg = f"{role} {os.fspath(path)!r} must be a zarr store; found no zarr metadata ({err})"
+        raise ValueError(msg) from err
     except (ValueError, RuntimeError) as err:
         msg = (
             f"{role} {os.fspath(path)!r} must be a zarr store that reads without running "

@@ -34,6 +34,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from xappa.options import check_device
 from xappa.state import StateSpec
 from xappa.stats import stats_to_tensors
 
@@ -291,7 +292,9 @@ class Model:
         for prefix, module in modules:
             for name, value in sorted(module.state_dict().items()):
                 digest.update(f"{prefix}.{name}".encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+                # the raw bytes, whatever the dtype (NumPy has no bfloat16)
+                raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                digest.update(raw.numpy().tobytes())
         for t in (self.mean, self.std, self.latent_mean, self.latent_std):
             digest.update(np.asarray(t.cpu(), dtype=np.float64).tobytes())
         value = digest.hexdigest()[:16]
@@ -351,7 +354,7 @@ class Model:
             nothing mutable with this one (the frozen spec is shared). Its weights are
             copied straight to ``device``, without a second copy on the current one.
         """
-        target = _canonical_device(device)
+        target = _canonical_device(check_device(device))
         if target == _canonical_device(self.device):
             return self
         new = copy.copy(self)
@@ -383,7 +386,7 @@ class Model:
         Model
             This model.
         """
-        device = torch.device(device)
+        device = check_device(device)
         self.autoencoder.to(device)
         self.denoiser.to(device)
         for key in _STATISTICS:

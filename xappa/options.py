@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["available_devices", "check_device", "get_options", "set_options"]
+__all__ = [
+    "available_devices",
+    "check_device",
+    "choose_device",
+    "get_options",
+    "set_options",
+]
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +44,8 @@ def check_device(device: str | torch.device, *, name: str = "device") -> torch.d
     Parameters
     ----------
     device : str or torch.device
-        A device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+        A device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` (``"meta"``,
+        torch's device without data, is available everywhere).
     name : str
         What it is, for messages (e.g. ``"--device"``).
 
@@ -79,13 +86,41 @@ def check_device(device: str | torch.device, *, name: str = "device") -> torch.d
         msg = f"{name} must be a str or a torch.device; found {type(device).__name__}"
         raise TypeError(msg)
     here = available_devices()
-    if dev.type == "cpu" or (dev.type == "mps" and "mps" in here):
+    if dev.type in ("cpu", "meta") or (dev.type == "mps" and "mps" in here):
         return dev
     cuda = [d for d in here if d.startswith("cuda")]
     if dev.type == "cuda" and cuda and (dev.index is None or dev.index < len(cuda)):
         return dev
     msg = f"{name} {str(device)!r} is not available on this machine; available: {here}"
     raise ValueError(msg)
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """Return where to load a model: ``device``, else the ``device`` option, else a default.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        The device asked for.
+
+    Returns
+    -------
+    torch.device
+        ``device`` or the ``device`` option, checked with :func:`check_device`; without
+        either, CUDA when available, else the CPU.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`check_device`.
+    """
+    import torch
+
+    if device is None:
+        device = _OPTIONS["device"]
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(device)
 
 
 def _valid_device(value: Any) -> bool:

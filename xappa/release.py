@@ -50,6 +50,7 @@ from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.layers import count_parameters
 from xappa.core.nn.vidit import ViDiT
 from xappa.integrity import load_torch_file, open_zarr_store, read_yaml
+from xappa.options import choose_device
 
 _LAP_PATTERN = "autoencoders/*/*/latents/*/denoisers/*/*/config.yaml"
 
@@ -372,16 +373,6 @@ class AppaModel(nn.Module):
         return open_zarr_store(path, role="pixel statistics", consolidated=consolidated)
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        from xappa.options import get_options
-
-        device = get_options().get("device")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 def load_appa_release(
     path: str | Path,
     *,
@@ -479,4 +470,4 @@ def load_appa_release(
         paths=paths,
         checkpoint=checkpoint_file,
     )
-    return model.to(_resolve_device(device)).eval()
+    return model.to(choose_device(device)).eval()

@@ -95,7 +95,14 @@ def window_times(
         if len(window) != 2:
             msg = f"window must be a duration or a (start, end) pair; found {len(window)} values"
             raise ValueError(msg)
-        start, end = (pd.Timestamp(np.asarray(w, dtype="datetime64[ns]")[()]) for w in window)
+        try:
+            start, end = (pd.Timestamp(np.asarray(w, dtype="datetime64[ns]")[()]) for w in window)
+        except (TypeError, ValueError) as err:
+            msg = (
+                "window must be (start, end) times such as ('2021-01-01', '2021-01-02T23');"
+                f" found {tuple(window)!r} ({err})"
+            )
+            raise ValueError(msg) from err
         if end < start:
             msg = f"window end must not be before its start; found {start} to {end}"
             raise ValueError(msg)

@@ -63,3 +63,22 @@ def test_forecast_all_at_once(model, obs):
     options = {"method": "all-at-once", "window": "4h", "lead": "2h", **FAST}
     a = obs.appa.forecast(model=model, **options)
     xr.testing.assert_identical(a, xappa.forecast(obs, model=model, **options))
+
+
+def test_stations_and_a_swath_together_with_the_default_model(model, truth, obs):
+    """The mission's call: obs.appa.assimilate(swath) with the model option, window from obs."""
+    from xappa.observations import leo_swath, sample_gridded
+
+    swath = sample_gridded(
+        truth,
+        leo_swath(truth.latitude, truth.longitude, truth.time),
+        error_std=0.5,
+        variables=["2m_temperature"],
+        seed=1,
+    )
+    with xappa.set_options(model=model):
+        a = obs.appa.assimilate(swath, **FAST)
+    b = xappa.assimilate([obs, swath], model=model, **FAST)
+    xr.testing.assert_identical(a, b)
+    assert a.sizes["time"] == truth.sizes["time"]  # the window spans the observations
+    assert "points" in a.attrs["xappa_obs_sources"] and "gridded" in a.attrs["xappa_obs_sources"]

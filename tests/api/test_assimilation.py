@@ -175,7 +175,7 @@ def _bad(obs: xr.Dataset, truth: xr.Dataset, kind: str) -> tuple[xr.Dataset, dic
         ("outside", ValueError, "outside the window"),
         ("variable", KeyError, "not in spec"),
         ("unknown-units", ValueError, "unknown units"),
-        ("inconsistent-units", ValueError, "has units 'K'; expected units convertible to"),
+        ("inconsistent-units", ValueError, "'2m_temperature' has units 'm s-1'; expected .* 'K'"),
         ("all-nan", ValueError, "all NaN"),
         ("zero-error", ValueError, "must be positive"),
         ("negative-error", ValueError, "must be positive"),
@@ -340,6 +340,29 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
     with xappa.set_options(progress=show):
         xappa.assimilate(obs, model=model, window="6h", **options)
     assert ("assimilate" in capsys.readouterr().err) == show
+
+
+def test_a_run_states_its_cost_before_it_starts(model, obs, capsys, monkeypatch):
+    """The plan (windows, members, denoiser calls) comes first; the first steps are the probe."""
+    import xappa._sampling
+
+    clock = iter([100.0, 102.5, 103.0])  # entering the bar, the ends of steps 1 and 2
+    monkeypatch.setattr(xappa._sampling, "_clock", lambda: next(clock))
+    config = CONFIG.replace(steps=4)
+    xappa.assimilate(
+        obs, model=model, window="6h", **{**FAST, "sampling": config, "progress": True}
+    )
+    err = capsys.readouterr().err
+    calls = config.cost()["denoiser_calls"]  # 4 steps x (1 + 1 correction)
+    plan = (
+        f"assimilate (reanalysis): 2 window(s) x 2 member(s), {calls} denoiser calls"
+        f" ({config.cost()['vjp']} VJPs) per window: {2 * 2 * calls} window evaluations"
+    )
+    assert plan in err
+    # 2.5 s for the first step, then 0.5 s for each of the three others
+    estimate = "assimilate: steps 1 and 2 of 4 took 2.5 s and 0.5 s; expect about 4.0 s in all"
+    assert estimate in err
+    assert err.index(plan) < err.index(estimate)
 
 
 def test_denormals_flushed_only_while_sampling(model, obs, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -175,3 +176,28 @@ def test_cli(obs_paths, model_dir, period, tmp_path, capsys):
     assert main(argv) == 0
     assert "0 window(s) computed, 2 already complete" in capsys.readouterr().out
     assert isinstance(ds, xr.Dataset)
+
+
+def _slow_exit() -> int:
+    """Make this worker process take 4.5 s to exit, as torch does on a loaded machine."""
+    import atexit
+    import time
+
+    atexit.register(time.sleep, 4.5)
+    return os.getpid()
+
+
+def test_cli_cluster_closes_without_killing_a_worker(capfd):
+    """A worker slow to exit is waited for, not killed (dask's own close allows it 4 s)."""
+    pytest.importorskip("distributed")
+    import argparse
+
+    from xappa.commands.reanalysis import _client
+
+    with _client(argparse.Namespace(scheduler=None, workers=1)) as client:
+        pid = client.submit(_slow_exit, pure=False).result()
+    err = capfd.readouterr().err
+    assert "still alive" not in err and "killing" not in err
+    assert "leaked semaphore" not in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the worker process has exited

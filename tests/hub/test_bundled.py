@@ -52,6 +52,8 @@ def test_loads_offline_without_touching_the_cache(
     monkeypatch.setenv("XAPPA_DATA_DIR", str(tmp_path / "cache"))
     model = load_model(NAME, device="cpu", cache=False)
     assert model.spec.shape == (32, 64)
+    assert model.spec.name == "shallow-water"  # named by its recipe (data.name)
+    assert "spec='shallow-water'" in repr(model)
     assert set(model.spec.variables) == {
         "geopotential",
         "u_component_of_wind",

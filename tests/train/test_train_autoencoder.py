@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,6 +192,7 @@ def test_cli_train_autoencoder_and_resume(swe_store, tmp_path, capsys):
     assert resumed["extra"]["losses"] == straight["extra"]["losses"]
     model, spec, mean, std = load_autoencoder(out)
     assert spec.shape == (16, 32) and mean.shape == std.shape == (3,)
+    assert spec.name == Path(swe_store).stem  # without data.name, the data's file name
     saved = safetensors.torch.load_file(out / "model.safetensors")
     torch.testing.assert_close(model.state_dict(), saved)
 
@@ -199,13 +201,14 @@ def test_cli_config_yaml(swe_store, tmp_path):
     config = tmp_path / "ae.yaml"
     config.write_text(
         "model: {name: tiny, lat_channels: 2}\nbatch_size: 2\nprecision: bf16\n"
-        "train: {steps: 1, lr: 1.0e-3}\n"
+        "train: {steps: 1, lr: 1.0e-3}\ndata: {name: shallow-water}\n"
     )
     out = tmp_path / "ae"
     args = ["train", "autoencoder", "--data", swe_store, "--out", str(out), "--no-progress"]
     assert main([*args, "--config", str(config)]) == 0
-    model, *_ = load_autoencoder(out)
+    model, spec, *_ = load_autoencoder(out)
     assert model.latent_shape[0] == 2
+    assert spec.name == "shallow-water"
     config.write_text("optimizer: soap\n")
     with pytest.raises(ValueError, match="unknown keys"):
         main(["--debug", *args, "--config", str(config), "--resume"])

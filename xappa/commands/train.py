@@ -271,7 +271,12 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ds = _open(args.data)
     data_opts = recipe.get("data", {})
-    spec = infer_spec(ds, variables=data_opts.get("variables"), levels=data_opts.get("levels"))
+    spec = infer_spec(
+        ds,
+        variables=data_opts.get("variables"),
+        levels=data_opts.get("levels"),
+        name=str(data_opts.get("name") or Path(args.data).stem),
+    )
     if "train_period" in data_opts or "valid_period" in data_opts:
         time = find_coord(ds, "time")
         periods = [data_opts.get(k, [None, None]) for k in ("train_period", "valid_period")]

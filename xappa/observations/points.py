@@ -96,13 +96,13 @@ def points_table(ds: xr.Dataset, spec: StateSpec, obs_error: ObsError = None) ->
             channel = level_channels(unique, units, v, spec)[inverse.reshape(-1)]
         else:
             channel = np.int64(spec.channel_index(v))
+        conv = value_conversion(var, v, spec)  # the variable's own units first
         err = error_std(ds, v, obs_error)
         if isinstance(err, xr.DataArray):
             e = _flat(err, var, "error").astype(np.float64)[finite]
         else:
             e = np.full(len(lat_v), err)
         check_errors(e, v)
-        conv = value_conversion(var, v, spec)
         value = values[finite]
         parts.append(
             ObsTable.from_rows(

@@ -39,7 +39,7 @@ GUIDANCE_NAMES = ("mmps", "dps", None)
 """How observations condition the prior: MMPS, DPS/SDA, or not at all (the prior)."""
 
 PRECISIONS = ("float32", "bfloat16", "float16")
-"""The autocast precisions of the networks during sampling (the solver stays in float64)."""
+"""The autocast precisions of the networks during sampling (see :mod:`xappa.core.da.precision`)."""
 
 
 def _fail(field: str, expected: str, found: Any) -> None:
@@ -89,8 +89,10 @@ class SamplingConfig:
         standardized coordinate; smaller values over-weight the observations and every
         sampler diverges.
     precision : str
-        The autocast precision of the networks during sampling: ``"float32"`` (off),
-        ``"bfloat16"`` or ``"float16"``.
+        The autocast precision of the networks during sampling: ``"float32"`` (off, the
+        default), ``"bfloat16"`` or ``"float16"``. It applies to the prior denoiser and to
+        the frame maps (decoders) of the observation operators; the sampler, the readouts
+        and the MMPS solver stay in full precision (:mod:`xappa.core.da.precision`).
 
     Examples
     --------
