@@ -16,7 +16,7 @@ Usage::
 
     python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior
     python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --iterations 1 2 6 20
-    python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --preset appa fast accurate
+    python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --preset default appa fast accurate
 """
 
 from __future__ import annotations
@@ -132,7 +132,10 @@ def main() -> None:
         help="MMPS iteration counts to sweep (default: the library's)",
     )
     parser.add_argument(
-        "--preset", nargs="*", default=None, help="presets to run instead of SamplingConfig()"
+        "--preset",
+        nargs="*",
+        default=None,
+        help="presets to run instead of SamplingConfig() ('default' names SamplingConfig())",
     )
     parser.add_argument("--sampler", default=None)
     parser.add_argument("--steps", type=int, default=None)
@@ -161,7 +164,8 @@ def main() -> None:
         for f in ("sampler", "steps", "corrections", "delta", "schedule")
         if getattr(args, f) is not None
     }
-    bases = [PRESETS[p] for p in args.preset] if args.preset else [SamplingConfig()]
+    named = {"default": SamplingConfig(), **PRESETS}
+    bases = [named[p] for p in args.preset] if args.preset else [SamplingConfig()]
     results = []
     observed = None
     for base in bases:

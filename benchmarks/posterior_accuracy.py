@@ -21,7 +21,8 @@ every error is the sampler's or the guidance's, never a network's:
    smallest and largest variance ratio, and the RMS whitened covariance error.
 
 Cost is counted per draw of one state: guided denoiser calls, network forwards and VJPs
-(``SamplingConfig.cost``).
+(``SamplingConfig.cost``), and the wall time of the guided draws of all problems (column s;
+compare rows of one run only).
 
 Usage::
 
@@ -152,15 +153,17 @@ def main() -> None:
         f"{platform.machine()}, {args.samples} samples, load {os.getloadavg()[0]:.1f};"
         " problems: " + ", ".join(p.name for p in probs)
     )
-    head = "| settings | calls | VJPs | " + " | ".join(p.name for p in probs) + " |"
+    head = "| settings | calls | VJPs | " + " | ".join(p.name for p in probs) + " | s |"
     print(head)
-    print("|---|---:|---:|" + "---|" * len(probs))
+    print("|---|---:|---:|" + "---|" * len(probs) + "---:|")
     results = []
     for config in guided_grid(args.grid):
         cost = config.cost()
         cells = []
+        seconds = 0.0
         for p in probs:
             r = score(config, p, args.samples)
+            seconds += r["seconds"]
             results.append({"settings": label(config), "problem": p.name, **cost, **r})
             if r["diverged"]:
                 cells.append("diverged")
@@ -171,7 +174,7 @@ def main() -> None:
         print(
             f"| {label(config)} | {cost['denoiser_calls']} | {cost['vjp']} | "
             + " | ".join(cells)
-            + " |",
+            + f" | {seconds:.1f} |",
             flush=True,
         )
     if args.json:

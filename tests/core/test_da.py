@@ -125,12 +125,20 @@ def test_smooth_lands_on_the_exact_posterior():
     [
         ("gamma", 0.01, r"SamplingConfig.gamma must be a float >= 1 .*; found 0.01"),
         ("gamma", True, r"SamplingConfig.gamma must be a float >= 1 .*; found True"),
+        ("gamma", float("nan"), r"SamplingConfig.gamma must be a float >= 1 .*; found nan"),
+        ("gamma", "1", r"SamplingConfig.gamma must be a float >= 1 .*; found '1'"),
         ("correct_below", 0.0, r"SamplingConfig.correct_below must be a positive finite"),
+        ("correct_below", -1, r"correct_below must be a positive finite .*; found -1"),
         ("correct_below", float("inf"), r"correct_below must be a positive finite .*; found inf"),
+        ("correct_below", True, r"correct_below must be a positive finite .*; found True"),
+        ("correct_below", "1", r"correct_below must be a positive finite .*; found '1'"),
         ("iterations", 0, r"SamplingConfig.iterations must be a positive int"),
     ],
-    ids=["gamma-small", "gamma-bool", "below-zero", "below-inf", "iterations"],
-)
+    ids=[
+        "gamma-small", "gamma-bool", "gamma-nan", "gamma-str", "below-zero", "below-negative",
+        "below-inf", "below-bool", "below-str", "iterations",
+    ],
+)  # fmt: skip
 def test_config_refuses_bad_settings(field, value, match):
     with pytest.raises(ValueError, match=match):
         SamplingConfig(**{field: value})
@@ -214,3 +222,28 @@ def test_conditioned_windows_follow_the_dynamics(tiny_lorenz96_prior, iterations
     assert 0.7 < float(spread) < 1.4, float(spread)
     error = (z[:, :, 0].mean(dim=1) - first).square().mean().sqrt() / variance**0.5
     assert float(error) < 4 / members**0.5 + 0.5, float(error)
+
+
+@pytest.mark.parametrize(
+    ("preset", "smallest"),
+    [(None, 1e-3), ("fast", 1e-3), ("accurate", 1e-4)],
+    ids=["default", "fast", "accurate"],
+)
+def test_pc_settings_keep_small_variances(preset, smallest):
+    """The exact output law of the PC sampler with the exact denoiser of N(0, v): the variance
+    ratio stays within 0.85-1.15 for v from 1 down to ``smallest``, and the mean within
+    1e-3 standard deviations of 0.5 (the draws start at mean 0) for every v. Appa's
+    settings keep 0.48 of v = 1e-3 and 0.15 of v = 1e-4 (their rectified grid jumps from
+    sigma = 0.03 to 0.001 in one step and the corrections at delta = 0.1 cannot make it up)."""
+    from gaussian_problems import exact_law
+
+    config = SamplingConfig() if preset is None else PRESETS[preset]
+    for v in (1.0, 1e-1, 1e-2, 1e-3, 1e-4):
+        prior = GaussianDenoiser(torch.full((1,), 0.5, dtype=F64), v * torch.eye(1, dtype=F64))
+        mean, cov = exact_law(config, prior.affine, 1)
+        if v >= smallest:
+            assert 0.85 <= float(cov[0, 0]) / v <= 1.15, (v, float(cov[0, 0]) / v)
+        assert abs(float(mean[0]) - 0.5) < 1e-3 * v**0.5
+    appa = PRESETS["appa"]
+    prior = GaussianDenoiser(torch.zeros(1, dtype=F64), 1e-3 * torch.eye(1, dtype=F64))
+    assert float(exact_law(appa, prior.affine, 1)[1][0, 0]) / 1e-3 < 0.6
