@@ -230,7 +230,9 @@ class SamplingConfig:
         kwargs: dict[str, Any] = {"schedule": create_schedule(self.schedule), "steps": self.steps}
         if self.sampler == "pc":
             below = math.inf if self.correct_below is None else float(self.correct_below)
-            kwargs.update(corrections=self.corrections, delta=float(self.delta), correct_below=below)
+            kwargs.update(
+                corrections=self.corrections, delta=float(self.delta), correct_below=below
+            )
         elif self.sampler == "lms":
             kwargs.update(order=self.order)
         return create_sampler(self.sampler, denoiser, **kwargs)

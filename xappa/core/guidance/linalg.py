@@ -43,6 +43,8 @@ _BREAKDOWN_ULPS = 64.0
 
 def _breakdown(dtype: torch.dtype) -> float:
     return _BREAKDOWN_ULPS * torch.finfo(dtype).eps
+
+
 MatVec = Callable[[Tensor], Tensor]
 MatVecAux = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -298,7 +300,9 @@ def gmres(
             dv = floor * basis[k]
             for j, v in enumerate(basis[: k + 1]):
                 noise[:, j, k] = noise[:, k, j] = (v * dv).sum(dim=1)
-            used = used & _projected_psd(hess[:, : k + 1, : k + 1], noise[:, : k + 1, : k + 1], tol)
+            used = used & _projected_psd(
+                hess[:, : k + 1, : k + 1], noise[:, : k + 1, : k + 1], tol
+            )
         count = count + used.long()
         used = used & (h_next > 0)
         basis.append(_safe_div(w, h_next[:, None]))
