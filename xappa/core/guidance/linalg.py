@@ -30,7 +30,7 @@ from __future__ import annotations
 __all__ = ["cg", "gmres"]
 
 from collections.abc import Callable
-from typing import Literal, overload
+from typing import Any, Literal, Protocol, cast, overload
 
 import torch
 from torch import Tensor
@@ -47,6 +47,39 @@ def _breakdown(dtype: torch.dtype) -> float:
 
 MatVec = Callable[[Tensor], Tensor]
 MatVecAux = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+class _Solver(Protocol):
+    """The call signature of :func:`cg` and :func:`gmres`: ``aux=True`` returns a pair."""
+
+    @overload
+    def __call__(
+        self,
+        matvec: MatVec,
+        b: Tensor,
+        iterations: int,
+        *,
+        x0: Tensor | None = ...,
+        aux: Literal[False] = ...,
+        psd_floor: Tensor | None = ...,
+    ) -> Tensor: ...
+
+    @overload
+    def __call__(
+        self,
+        matvec: MatVecAux,
+        b: Tensor,
+        iterations: int,
+        *,
+        x0: None = ...,
+        aux: Literal[True],
+        psd_floor: Tensor | None = ...,
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+def _solver(func: Callable[..., Any]) -> _Solver:
+    # The function itself, typed with the overloads of _Solver (written once for both).
+    return cast(_Solver, func)
 
 
 def _check(b: Tensor, iterations: int, x0: Tensor | None, aux: bool) -> None:
@@ -87,30 +120,7 @@ def _scale(coef: Tensor, image: Tensor) -> Tensor:
     return coef.reshape(coef.shape + (1,) * (image.ndim - 1)) * image.to(torch.float64)
 
 
-@overload
-def cg(
-    matvec: MatVec,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: Tensor | None = ...,
-    aux: Literal[False] = ...,
-    psd_floor: Tensor | None = ...,
-) -> Tensor: ...
-
-
-@overload
-def cg(
-    matvec: MatVecAux,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: None = ...,
-    aux: Literal[True],
-    psd_floor: Tensor | None = ...,
-) -> tuple[Tensor, Tensor]: ...
-
-
+@_solver
 def cg(
     matvec: MatVec | MatVecAux,
     b: Tensor,
@@ -190,30 +200,7 @@ def cg(
     return x.to(dtype), bx.to(bp.dtype)
 
 
-@overload
-def gmres(
-    matvec: MatVec,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: Tensor | None = ...,
-    aux: Literal[False] = ...,
-    psd_floor: Tensor | None = ...,
-) -> Tensor: ...
-
-
-@overload
-def gmres(
-    matvec: MatVecAux,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: None = ...,
-    aux: Literal[True],
-    psd_floor: Tensor | None = ...,
-) -> tuple[Tensor, Tensor]: ...
-
-
+@_solver
 def gmres(
     matvec: MatVec | MatVecAux,
     b: Tensor,
