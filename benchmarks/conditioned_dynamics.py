@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior
     python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --iterations 1 2 6 20
+    python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --iterations 6 20 --no-psd-floor
     python benchmarks/conditioned_dynamics.py --prior /tmp/l96/prior --preset default appa fast accurate
 """
 
@@ -66,6 +67,14 @@ def diagnose(denoiser, truth_z: torch.Tensor, sigmas=(0.01, 0.03, 0.1, 0.3, 1.0,
         lam = torch.linalg.eigvalsh((block + block.T) / 2)
         asym = float((jac - jac.T).norm() / jac.norm())
         print(f"| {sigma:g} | {asym:.2f} | {float(lam[0]):.1e} | {float(lam[-1]):.1e} |")
+
+
+def disable_psd_floor() -> None:
+    """Make MMPS call its solvers without the psd_floor safeguard (diagnostic only)."""
+    from xappa.core.guidance import mmps
+
+    for name, solve in list(mmps._SOLVERS.items()):
+        mmps._SOLVERS[name] = lambda *a, _solve=solve, psd_floor=None, **k: _solve(*a, **k)
 
 
 def run(denoiser, config: SamplingConfig, args, truth_z, truth):
@@ -144,11 +153,18 @@ def main() -> None:
     parser.add_argument("--schedule", default=None)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--diagnose", action="store_true", help="print the Jacobian table")
+    parser.add_argument(
+        "--no-psd-floor",
+        action="store_true",
+        help="switch MMPS's solver safeguard off (psd_floor=None), to measure what it does",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.no_psd_floor:
+        disable_psd_floor()
     dtype = getattr(torch, args.dtype)
     denoiser = load_lorenz96_prior(args.prior).to(dtype)
     k = denoiser.backbone.frames
