@@ -199,8 +199,10 @@ def test_conditioned_windows_follow_the_dynamics(tiny_lorenz96_prior, iterations
     """Windows conditioned on an exact first frame (variance 1e-4): the frame is held with
     its posterior spread, and the other frames follow the prior's own dynamics (one-step
     residual within 2x the unconditioned one), whatever the solver's iteration count.
-    Appa's settings (the old defaults) keep 0.4 of the frame's spread (their rectified grid
-    jumps from sigma = 0.03 to 0.001 in one step)."""
+    Appa's settings (the old defaults) fail it: they keep 0.46 of the frame's spread (their
+    rectified grid jumps from sigma = 0.03 to 0.001 in one step); on this tiny prior their
+    residual is within the loose 2x bound, the full-size check is
+    benchmarks/conditioned_dynamics.py."""
     from xappa.testbeds import lorenz96 as l96
 
     k, n, members, variance = 4, 40, 8, 1e-4
