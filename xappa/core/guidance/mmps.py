@@ -132,7 +132,7 @@ class MMPSDenoiser(GuidedDenoiser):
                 return batch.variances * u + a.tangent(s2 / (1 + s2) * at_u)
 
             with torch.no_grad():
-                u = solve(matvec, residual, self.iterations)
+                u = solve(matvec, residual, self.iterations, psd_floor=batch.variances)
             self._tangent_mode = a.mode
             return a.adjoint(u, retain=False)
 
@@ -147,6 +147,8 @@ class MMPSDenoiser(GuidedDenoiser):
             return batch.variances * u + a.tangent(s2 * jt), jt
 
         with torch.no_grad():
-            _, score = solve(matvec_aux, residual, self.iterations, aux=True)
+            _, score = solve(
+                matvec_aux, residual, self.iterations, aux=True, psd_floor=batch.variances
+            )
         self._tangent_mode = a.mode  # checked on the first call, then kept
         return score
