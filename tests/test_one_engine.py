@@ -29,21 +29,14 @@ MEMBERS = 2
 
 
 @pytest.fixture(scope="module")
-def model() -> xappa.Model:
-    return tiny_model(seed=5)
-
-
-@pytest.fixture(scope="module")
-def truth(model: xappa.Model) -> xr.Dataset:
-    return mock_era5(variables=model.spec.variables, nlat=16, nlon=32, ntime=6)
-
-
-@pytest.fixture(scope="module")
-def obs(truth: xr.Dataset) -> xr.Dataset:
+def case() -> tuple[xappa.Model, xr.Dataset, xr.Dataset]:
+    """The tiny model, a mock truth and station observations of it."""
+    model = tiny_model(seed=5)
+    truth = mock_era5(variables=model.spec.variables, nlat=16, nlon=32, ntime=6)
     sites = stations([48.8, -33.9, 10.0], [2.35, 151.2, 250.0], names=["a", "b", "c"])
-    points = sample_points(truth, sites, error_std=0.5, seed=0)
-    points["2m_temperature"][1::2] = np.nan  # t2m every other hour: filter cycles differ
-    return points
+    obs = sample_points(truth, sites, error_std=0.5, seed=0)
+    obs["2m_temperature"][1::2] = np.nan  # t2m every other hour: filter cycles differ
+    return model, truth, obs
 
 
 def _engine_inputs(model: xappa.Model, obs: xr.Dataset):
@@ -74,7 +67,8 @@ def _common(model: xappa.Model) -> dict:
     }  # fmt: skip
 
 
-def test_assimilate_reanalysis_is_the_engine(model, obs):
+def test_assimilate_reanalysis_is_the_engine(case):
+    model, _, obs = case
     out = xappa.assimilate(
         obs, model=model, members=MEMBERS, sampling=CONFIG, seed=SEED, progress=False
     )
@@ -87,7 +81,8 @@ def test_assimilate_reanalysis_is_the_engine(model, obs):
     _assert_same(out, z, model, times)
 
 
-def test_assimilate_filter_is_the_engine(model, obs):
+def test_assimilate_filter_is_the_engine(case):
+    model, _, obs = case
     out = xappa.assimilate(
         obs, model=model, members=MEMBERS, sampling=CONFIG, seed=SEED, mode="filter",
         progress=False,
@@ -102,7 +97,8 @@ def test_assimilate_filter_is_the_engine(model, obs):
     _assert_same(out, z, model, times[frames.observed_frames])
 
 
-def test_forecast_autoregressive_is_the_engine(model, truth):
+def test_forecast_autoregressive_is_the_engine(case):
+    model, truth, _ = case
     state = truth.isel(time=slice(0, 3))
     out = xappa.forecast(
         state, model=model, lead="3h", members=MEMBERS, sampling=CONFIG, seed=SEED,
@@ -127,7 +123,8 @@ def test_forecast_autoregressive_is_the_engine(model, truth):
     _assert_same(out, z, model, valid)
 
 
-def test_forecast_all_at_once_is_the_engine(model, obs):
+def test_forecast_all_at_once_is_the_engine(case):
+    model, _, obs = case
     out = xappa.forecast(
         obs, model=model, lead="2h", members=MEMBERS, method="all-at-once", sampling=CONFIG,
         seed=SEED, progress=False,
@@ -146,7 +143,8 @@ def test_forecast_all_at_once_is_the_engine(model, obs):
 
 
 @pytest.mark.timeout(120)
-def test_batch_reanalysis_is_the_engine(model, obs, tmp_path):
+def test_batch_reanalysis_is_the_engine(case, tmp_path):
+    model, _, obs = case
     start, end = obs.time.values[0], obs.time.values[-1]
     ds = xappa.batch.reanalysis(
         obs, model, start, end, window="6h", overlap="0h", members=MEMBERS,
