@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from xappa.core.diffusion.denoiser import PreconditionedDenoiser
+from xappa.core.guidance.linearization import Linearization
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import autoencoder_config, vidit_config
 from xappa.core.nn.layers import count_parameters
@@ -75,6 +76,17 @@ def bench_autoencoder(name: str, batch: int, device: torch.device, repeat: int, 
         report(
             "decode jvp (torch.func)",
             timeit(lambda: torch.func.jvp(ae.decode, (z,), (v,)), device, repeat),
+        )
+        # The tangent product as MMPS takes it on a CPU: reverse mode through the graph of
+        # the first adjoint product (xappa.core.guidance.linearization), primal not recomputed.
+        ae.requires_grad_(False)
+        z_in = z.clone().requires_grad_(True)
+        y = ae.decode(z_in * 1.0)
+        lin = Linearization(ae.decode, False, z_in, z_in, y, mode="reverse")
+        lin.adjoint(torch.randn_like(y), denoiser=False)
+        report(
+            "decode tangent (reverse mode, linearised)",
+            timeit(lambda: lin.tangent(v), device, repeat),
         )
 
 

@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 import xappa
-from xappa.commands.demo import DEMO_SAMPLER
+from xappa.commands.demo import DEMO_SAMPLING
 from xappa.testbeds.osse import ObservingSystem, observe
 from xappa.testbeds.shallow_water import simulate
 
@@ -72,10 +72,14 @@ def main() -> None:
         sub = truth.isel(time=slice(0, 12))
         obs = observe(sub, ObservingSystem(), seed=args.seed)
         window = (sub.time.values[0], sub.time.values[-1])
-        kwargs = {**DEMO_SAMPLER, "members": args.prior_members, "seed": args.seed}
-        kwargs["progress"] = False
         prior = xappa.assimilate(
-            list(obs.values()), model=model, window=window, guidance=None, **kwargs
+            list(obs.values()),
+            model=model,
+            window=window,
+            members=args.prior_members,
+            seed=args.seed,
+            sampling=DEMO_SAMPLING.replace(guidance=None),
+            progress=False,
         )
     for name in model.spec.variables:
         print(f"\n{name} [{truth[name].attrs.get('units', '')}]")

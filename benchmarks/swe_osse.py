@@ -1,15 +1,22 @@
-"""OSSE benchmark of the default model: many independent 48-hour reanalysis windows.
+"""OSSE benchmark of the default model: independent reanalysis windows on several networks.
 
 Each window draws a fresh truth (seeds ``--first-seed`` onwards; the training data used
-seed 0), observes it as ``xappa demo`` does (64 stations, one satellite swath), assimilates
-with ``--members`` members (by default with the demo's sampler) and scores the posterior
-mean against the truth, next to the prior ensemble and the climatology shipped with the model.
+seed 0, whose trajectories are seeded ``(0, k)``: disjoint), observes it with each observing
+system of ``--systems`` (:data:`xappa.testbeds.osse.OBSERVING_SYSTEMS`: the demo's 64
+stations and satellite swath, a sparse network, and networks that leave the winds or the
+geopotential unobserved), assimilates with ``--members`` members and scores the posterior
+mean against the truth, next to the prior ensemble (``--prior``) and the climatology shipped
+with the model. The sampling settings are the library's defaults (``SamplingConfig()``), or
+``--demo`` for ``xappa demo``'s, each changed by the options of ``xappa assimilate``.
 
-    python benchmarks/swe_osse.py --windows 10 --threads 2
+    python benchmarks/swe_osse.py --windows 10 --hours 48 --threads 2 --figure ranks48.png
+    python benchmarks/swe_osse.py --windows 5 --hours 168 --systems demo
 
-Prints a Markdown table (per variable: posterior RMSE / climatology RMSE, spread/skill,
-CRPS, prior RMSE / climatology RMSE, each as mean and range over the windows) and the wall
-time per window and per member; ``--json`` also writes the raw per-window scores.
+Prints a Markdown table per observing system (per variable: posterior RMSE / climatology
+RMSE, prior RMSE / climatology RMSE, spread/skill pooled over the windows, its range over
+the windows, and CRPS) and the wall time per window; ``--figure`` draws the rank histograms
+(pooled over windows, one panel per variable and a line per system) and ``--json`` writes the
+per-window scores.
 """
 
 from __future__ import annotations
@@ -24,8 +31,89 @@ import numpy as np
 import torch
 
 import xappa
-from xappa.commands.demo import DEMO_SAMPLER
-from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
+from xappa.commands._args import add_sampling_arguments, sampling_from_args
+from xappa.commands.demo import DEMO_SAMPLING
+from xappa.metrics import rank_histogram, spread
+from xappa.testbeds.osse import OBSERVING_SYSTEMS, load_climatology, run_osse
+
+
+def window_scores(result, members: int) -> dict:
+    """The scores of one window by variable, with the pieces needed to pool them."""
+    table, post, truth = result.scores, result.posterior, result.truth
+    names = [str(v) for v in table["variable"].values]
+    ranks = rank_histogram(post[names], truth[names])
+    spreads = spread(post[names])
+    out = {}
+    for v in names:
+        row = {key: float(table[key].sel(variable=v)) for key in table.data_vars}
+        row["spread"] = float(spreads[v])
+        row["ranks"] = ranks[v].values.tolist()
+        if "prior_rmse" in row:
+            row["prior_vs_climatology"] = row["prior_rmse"] / row["climatology_rmse"]
+        out[v] = row
+    return out
+
+
+def pooled_spread_skill(rows: list[dict], v: str, members: int) -> float:
+    """Spread/skill over all windows: root-mean variances, with the (M + 1) / M factor."""
+    var_spread = np.mean([r["scores"][v]["spread"] ** 2 for r in rows])
+    mse = np.mean([r["scores"][v]["rmse"] ** 2 for r in rows])
+    return float(np.sqrt((members + 1) / members * var_spread / mse))
+
+
+def print_table(name: str, rows: list[dict], members: int) -> None:
+    names = list(rows[0]["scores"])
+    print(f"\n**{name}** ({rows[0]['n_obs']} observed values in the first window)\n")
+    print(
+        "| variable | posterior / climatology RMSE | prior / climatology RMSE "
+        "| spread/skill (pooled) | spread/skill per window | CRPS |"
+    )
+    print("|---|---|---|---|---|---|")
+    for v in names:
+
+        def cell(key: str, fmt: str = ".2f", var: str = v) -> str:
+            vals = np.array([r["scores"][var].get(key, np.nan) for r in rows])
+            if np.isnan(vals).all():
+                return "-"
+            return f"{vals.mean():{fmt}} ({vals.min():{fmt}}-{vals.max():{fmt}})"
+
+        print(
+            f"| {v} | {cell('rmse_vs_climatology')} | {cell('prior_vs_climatology')} "
+            f"| {pooled_spread_skill(rows, v, members):.2f} | {cell('spread_skill')} "
+            f"| {cell('crps', '.4g')} |"
+        )
+    walls = np.array([r["seconds"]["assimilate"] for r in rows])
+    print(
+        f"\nassimilation wall time per window: {walls.mean():.1f} s "
+        f"({walls.min():.1f}-{walls.max():.1f}); per member {walls.mean() / members:.2f} s"
+    )
+
+
+def rank_figure(results: dict[str, list[dict]], members: int, path: str, title: str) -> None:
+    """Rank histograms pooled over windows: a panel per variable, a line per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(results.values()))[0]["scores"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), layout="constrained")
+    ranks = np.arange(members + 1)
+    for ax, v in zip(np.atleast_1d(axes), names, strict=True):
+        for system, rows in results.items():
+            freq = np.mean([r["scores"][v]["ranks"] for r in rows], axis=0)
+            ax.step(ranks, freq, where="mid", label=system)
+        ax.axhline(1 / (members + 1), color="k", lw=0.8, ls="--", label="calibrated")
+        ax.set_xticks(ranks)
+        ax.set_xlabel("rank of the truth among the members")
+        ax.set_title(v)
+        ax.set_ylim(0, None)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("frequency (area-weighted)")
+    np.atleast_1d(axes)[0].legend(fontsize="small")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -35,87 +123,72 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=3000)
     parser.add_argument("--hours", type=int, default=48)
     parser.add_argument("--members", type=int, default=8)
-    parser.add_argument("--sampler", default=DEMO_SAMPLER["sampler"])
-    parser.add_argument("--steps", type=int, default=DEMO_SAMPLER["steps"])
-    parser.add_argument("--schedule", default=DEMO_SAMPLER["schedule"])
-    parser.add_argument("--corrections", type=int, default=2, help="pc only")
+    parser.add_argument("--systems", nargs="+", default=["demo"], choices=list(OBSERVING_SYSTEMS))
+    parser.add_argument("--demo", action="store_true", help="start from xappa demo's sampling")
+    parser.add_argument("--prior", action="store_true", help="also sample the prior ensemble")
+    add_sampling_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--figure", help="write the rank histograms to this PNG")
     parser.add_argument("--json", help="write the per-window scores to this file")
     args = parser.parse_args()
+    if args.demo and args.sampling is None:
+        args.sampling_base = DEMO_SAMPLING
+    sampling = sampling_from_args(args)
     torch.set_num_threads(args.threads)
     xappa.set_options(progress=False)
     model = xappa.load_model(args.model)
     climatology = load_climatology(args.model)
-    rows, walls = [], []
+    results: dict[str, list[dict]] = {name: [] for name in args.systems}
     for k in range(args.windows):
         seed = args.first_seed + k
-        t0 = time.perf_counter()
-        result = run_osse(
-            model,
-            seed=seed,
-            hours=args.hours,
-            members=args.members,
-            system=ObservingSystem(),
-            climatology=climatology,
-            sampler=args.sampler,
-            steps=args.steps,
-            schedule=args.schedule,
-            corrections=args.corrections,
-            progress=False,
-        )
-        walls.append(result.seconds["assimilate"])
-        table = result.scores
-        rows.append(
-            {
-                "seed": seed,
-                "seconds": result.seconds,
-                "n_obs": result.n_obs,
-                **{
-                    key: {str(v): float(table[key].sel(variable=v)) for v in table.variable.values}
-                    for key in table.data_vars
-                },
-            }
-        )
-        ratio = ", ".join(f"{v:.2f}" for v in table["rmse_vs_climatology"].values)
-        print(
-            f"window {k + 1}/{args.windows} (seed {seed}): posterior/climatology {ratio}; "
-            f"{time.perf_counter() - t0:.1f} s",
-            flush=True,
-        )
-    names = list(rows[0]["rmse"])
+        for name in args.systems:
+            t0 = time.perf_counter()
+            result = run_osse(
+                model,
+                seed=seed,
+                hours=args.hours,
+                members=args.members,
+                system=OBSERVING_SYSTEMS[name],
+                climatology=climatology,
+                prior=args.prior,
+                sampling=sampling,
+                progress=False,
+            )
+            scores = window_scores(result, args.members)
+            results[name].append(
+                {"seed": seed, "seconds": result.seconds, "n_obs": result.n_obs, "scores": scores}
+            )
+            ratio = ", ".join(f"{s['rmse_vs_climatology']:.2f}" for s in scores.values())
+            ss = ", ".join(f"{s['spread_skill']:.2f}" for s in scores.values())
+            print(
+                f"window {k + 1}/{args.windows} (seed {seed}), {name}: posterior/climatology "
+                f"{ratio}; spread/skill {ss}; {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(
-        f"\n{args.windows} windows of {args.hours} h, {args.members} members, {args.sampler} "
-        f"{args.steps} steps ({args.schedule}"
-        + (f", {args.corrections} corrections" if args.sampler == "pc" else "")
-        + f"), {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-        f"{stamp}\n"
+    settings = ", ".join(
+        f"{k}={v}" for k, v in sampling.to_attrs().items() if k != "xappa_sampling"
     )
     print(
-        "| variable | posterior / climatology RMSE | prior / climatology RMSE "
-        "| spread/skill | CRPS |"
+        f"\n{args.windows} windows of {args.hours} h (truth seeds {args.first_seed}-"
+        f"{args.first_seed + args.windows - 1}), {args.members} members, {args.model} "
+        f"(window K = {model.window}); {settings.replace('xappa_sampling_', '')}; "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{stamp}"
     )
-    print("|---|---|---|---|---|")
-    for v in names:
-
-        def cell(key: str, var: str = v, fmt: str = ".2f") -> str:
-            vals = np.array([r[key][var] for r in rows])
-            return f"{vals.mean():{fmt}} ({vals.min():{fmt}}-{vals.max():{fmt}})"
-
-        prior = np.array([r["prior_rmse"][v] / r["climatology_rmse"][v] for r in rows])
-        print(
-            f"| {v} | {cell('rmse_vs_climatology')} | {prior.mean():.2f} "
-            f"({prior.min():.2f}-{prior.max():.2f}) | {cell('spread_skill')} "
-            f"| {cell('crps', fmt='.4g')} |"
+    for name, rows in results.items():
+        print_table(name, rows, args.members)
+    if args.figure:
+        title = (
+            f"{args.model}: rank histograms, {args.windows} windows of {args.hours} h, "
+            f"{args.members} members"
         )
-    walls = np.array(walls)
-    print(
-        f"\nassimilation wall time per window: {walls.mean():.1f} s "
-        f"({walls.min():.1f}-{walls.max():.1f}); per member {walls.mean() / args.members:.2f} s"
-    )
+        rank_figure(results, args.members, args.figure, title)
+        print(f"\nfigure: {args.figure}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "windows": rows}, f, indent=1)
+            meta = {**vars(args), "sampling_base": None, "sampling": sampling.to_attrs()}
+            json.dump({"args": meta, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import xappa
+from xappa.core.da import SamplingConfig
 from xappa.testbeds.osse import ObservingSystem, observe
 from xappa.testbeds.shallow_water import simulate
 
@@ -81,7 +82,8 @@ def main() -> None:
     truth = truth[list(model.spec.variables)]
     obs = list(observe(truth, ObservingSystem(), seed=4000).values())
     window = (truth.time.values[0], truth.time.values[-1])
-    kwargs = {"members": 8, "steps": args.steps, "sampler": "ddim", "seed": 1}
+    sampling = SamplingConfig(sampler="ddim", steps=args.steps)
+    kwargs = {"members": 8, "sampling": sampling, "seed": 1, "progress": False}
     rows = []
     outputs = {}
     for label, max_batch in (("one window at a time (max_batch=1)", 1), ("batched", None)):

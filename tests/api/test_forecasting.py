@@ -46,7 +46,7 @@ def test_forecast_same_seed_same_output(model, state):
 
 def test_forecast_schedule(model, state):
     # With 2 steps both spacings visit sigma = 1000 and 1 only; with 4 they differ.
-    config = xappa.SamplingConfig(steps=4, corrections=1)
+    config = xappa.SamplingConfig(steps=4, corrections=1, schedule="rectified")
     kw = {**FAST, "lead": "3h", "seed": 1}
     a = xappa.forecast(
         state, model=model, **kw | {"sampling": config.replace(schedule="loglogit")}

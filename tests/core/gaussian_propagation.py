@@ -88,6 +88,7 @@ def propagate(
     *,
     corrections: int = 2,
     delta: float = 0.1,
+    correct_below: float = float("inf"),
     order: int = 3,
     init_mean: Tensor | None = None,
     init_cov: Tensor | None = None,
@@ -107,8 +108,8 @@ def propagate(
         The number of sampler steps.
     dim : int
         The dimension D.
-    corrections, delta : int, float
-        The PC corrector settings.
+    corrections, delta, correct_below : int, float, float
+        The PC corrector settings (corrections at the steps with sigma_t <= correct_below).
     order : int
         The LMS order.
     init_mean, init_cov : Tensor, optional
@@ -145,7 +146,7 @@ def propagate(
                 continue
             if sampler == "pc":
                 # x <- (1 - delta) x + delta (M x + m) + sqrt(2 delta) sigma_t eps
-                for _ in range(corrections):
+                for _ in range(corrections if sigma_t <= correct_below else 0):
                     step((1 - delta) * eye + delta * M, delta * m, 2 * delta * sigma_t**2)
             # DDIM: x_s = r x + (1 - r) (M x + m) with r = sigma_s / sigma_t
             r = sigma_s / sigma_t

@@ -158,3 +158,45 @@ def test_aux_needs_a_zero_start(solver):
     matvec = _with_image(mat, torch.ones(2, 3, 4, dtype=F64))
     with pytest.raises(ValueError, match=r"x0 must be None \(a zero start\) with aux=True"):
         solver(matvec, b, 2, x0=b, aux=True)
+
+
+def _noise_plus_covariance(lam: torch.Tensor, noise: float, seed: int = 12):
+    """A = noise I + Q diag(lam) Q^T, the MMPS system with a (possibly invalid) covariance."""
+    m = lam.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=F64))
+    mat = noise * torch.eye(m, dtype=F64) + q * lam @ q.T
+    return (
+        mat[None],
+        torch.randn(1, m, generator=g, dtype=F64),
+        torch.full((1, m), noise, dtype=F64),
+    )
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+def test_psd_floor_changes_nothing_on_a_valid_covariance(solver):
+    """With C = A - D positive semi-definite, the safeguard never stops a row."""
+    lam = torch.logspace(-6, 1, 10, dtype=F64)
+    mat, b, floor = _noise_plus_covariance(lam, 1e-4)
+    for k in (2, 10, 14):
+        plain = solver(_matvec(mat), b, k)
+        safe = solver(_matvec(mat), b, k, psd_floor=floor)
+        assert torch.allclose(safe, plain, rtol=1e-10, atol=0)
+    exact = torch.linalg.solve(mat, b[..., None])[..., 0]
+    assert torch.allclose(gmres(_matvec(mat), b, 10, psd_floor=floor), exact, rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("solver", [cg, gmres], ids=["cg", "gmres"])
+def test_psd_floor_keeps_an_invalid_covariance_from_exploding(solver):
+    """One eigenvalue of the 'covariance' is negative and nearly cancels the noise: A is
+    almost singular. A converged solve amplifies that direction 10^4 times beyond what any
+    covariance allows; the safeguard stops before it."""
+    lam = torch.tensor([1.0, 0.5, 0.2, 0.1, 0.05, -0.99e-4], dtype=F64)
+    mat, b, floor = _noise_plus_covariance(lam, 1e-4)
+    bound = float(b.norm() / 1e-4)  # |u| <= |b| / min(noise) for a valid covariance
+    loose = gmres(_matvec(mat), b, 6)
+    assert float(loose.norm()) > 50 * bound  # the unsafe solve explodes
+    for k in (1, 2, 6, 20):
+        safe = solver(_matvec(mat), b, k, psd_floor=floor)
+        assert torch.isfinite(safe).all()
+        assert float(safe.norm()) <= bound, k

@@ -7,7 +7,13 @@ import pytest
 import xarray as xr
 
 from xappa.metrics import lat_weights
-from xappa.testbeds.osse import ObservingSystem, observe, score
+from xappa.testbeds.osse import (
+    OBSERVING_SYSTEMS,
+    ObservingSystem,
+    observe,
+    observing_system,
+    score,
+)
 from xappa.testbeds.shallow_water import simulate
 
 
@@ -41,6 +47,26 @@ def test_observing_system_validation() -> None:
         ObservingSystem(station_errors={"geopotential": 0.0})
     with pytest.raises(ValueError, match="missing"):
         ObservingSystem(swath_variables=("u_component_of_wind",))
+
+
+@pytest.mark.parametrize(
+    ("name", "unobserved"),
+    [
+        ("demo", set()),
+        ("sparse", set()),
+        ("geopotential-only", {"u_component_of_wind", "v_component_of_wind"}),
+        ("winds-only", {"geopotential"}),
+    ],
+)
+def test_named_observing_systems_leave_out_what_they_say(truth, name, unobserved) -> None:
+    system = observing_system(name)
+    assert system is OBSERVING_SYSTEMS[name]
+    obs = observe(truth, system, seed=2)
+    seen = {str(v) for ds in obs.values() for v in ds.data_vars if ds[v].notnull().any()}
+    seen = {v for v in seen if v in truth.data_vars}
+    assert seen == set(truth.data_vars) - unobserved
+    with pytest.raises(ValueError, match="observing system must be one of"):
+        observing_system("radiosondes")
 
 
 def test_score_known_answers(truth: xr.Dataset) -> None:

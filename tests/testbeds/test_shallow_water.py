@@ -23,6 +23,7 @@ from xappa.testbeds.shallow_water import (
     area_weights,
     default_dt,
     diagnose,
+    run_solver,
     simulate,
     write_zarr,
 )
@@ -256,3 +257,30 @@ def test_forcing_noise_has_unit_mean_square() -> None:
     fields = [solver.spec2grid(spectral_noise(solver, rng, variance)) for _ in range(200)]
     mean_square = np.mean([float((f.square() * w[:, None]).sum()) for f in fields])
     np.testing.assert_allclose(mean_square, 1.0, rtol=0.1)
+
+
+def test_run_solver_continues_a_trajectory_from_its_own_state() -> None:
+    """From a state on the grid, the unforced solver gives back the unforced truth's next hours."""
+    truth = simulate(1, 0.5, nlat=16, nlon=32, spinup_days=0, seed=3, forcing=None)
+    truth = truth.isel(trajectory=0)
+    out = run_solver(truth.isel(time=2), 5, forcing=None)
+    np.testing.assert_array_equal(out["time"].values, truth["time"].values[3:8])
+    for name in truth.data_vars:
+        scale = float(np.abs(truth[name]).max())
+        np.testing.assert_allclose(
+            out[name], truth[name].isel(time=slice(3, 8)), atol=1e-6 * scale
+        )
+    forced = run_solver(truth.isel(time=2), 5, seed=1)  # drag and one forcing realization
+    assert not np.allclose(forced["u_component_of_wind"], out["u_component_of_wind"])
+
+
+def test_run_solver_rejects_bad_states() -> None:
+    truth = simulate(1, 0.25, nlat=16, nlon=32, spinup_days=0, seed=3).isel(trajectory=0)
+    with pytest.raises(ValueError, match="one time"):
+        run_solver(truth, 2)
+    with pytest.raises(KeyError, match="missing"):
+        run_solver(truth.isel(time=0)[["geopotential"]], 2)
+    with pytest.raises(ValueError, match="latitude 90 to -90"):
+        run_solver(truth.isel(time=0).isel(latitude=slice(None, None, -1)), 2)
+    with pytest.raises(ValueError, match="hours"):
+        run_solver(truth.isel(time=0), 0)

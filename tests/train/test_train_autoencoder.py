@@ -119,6 +119,20 @@ def test_latitude_weighted_loss():
     assert math.isclose(float(value), (0.25 + 1.25 + 0.75) / 3, rel_tol=1e-6)
 
 
+def test_pole_rows_can_be_weighted_like_their_neighbours():
+    lat = torch.tensor([90.0, 60.0, 0.0, -60.0, -90.0])
+    appa = latitude_weights(lat, 4)[:, 0]
+    poles = latitude_weights(lat, 4, mode="poles-like-neighbours")[:, 0]
+    torch.testing.assert_close(poles, torch.tensor([0.75, 0.75, 1.25, 0.75, 0.75]))
+    torch.testing.assert_close(poles[1:-1], appa[1:-1])
+    inner = torch.tensor([85.0, 0.0, -85.0])  # no pole rows: nothing changes
+    torch.testing.assert_close(
+        latitude_weights(inner, 4, mode="poles-like-neighbours"), latitude_weights(inner, 4)
+    )
+    with pytest.raises(ValueError, match="poles-like-neighbours"):
+        latitude_weights(lat, 4, mode="cosine")
+
+
 def tiny_setup(store: str) -> tuple[ConvAutoencoder, StateData]:
     ds = xr.open_zarr(store, consolidated=False)
     spec = infer_spec(ds)

@@ -70,6 +70,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 
 _KEYS = {
     "model",
+    "loss_weights",
     "batch_size",
     "valid_fraction",
     "valid_batches",
@@ -255,6 +256,7 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
     from xappa.core.nn.configs import autoencoder_config
     from xappa.stats import read_stats, stats_to_tensors
     from xappa.train.autoencoder import (
+        LOSS_WEIGHTS,
         reconstruction_rmse,
         save_autoencoder_files,
         train_autoencoder,
@@ -268,6 +270,10 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
     )
 
     recipe, config = _settings(args, "autoencoder")
+    loss_weights = recipe.get("loss_weights", "appa")
+    if loss_weights not in LOSS_WEIGHTS:  # before any work
+        msg = f"--config: loss_weights must be one of {list(LOSS_WEIGHTS)}; found {loss_weights!r}"
+        raise ValueError(msg)
     out = Path(args.out)
     ds = _open(args.data)
     data_opts = recipe.get("data", {})
@@ -313,6 +319,7 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
         valid_data=valid_data,
         valid_batches=int(recipe.get("valid_batches", 4)),
         precision=recipe.get("precision", "fp32"),
+        loss_weights=loss_weights,
         seed=int(recipe.get("seed", 0)),
     )
     if _rank() == 0:

@@ -11,13 +11,19 @@ the field read.
 With a latent model the full operator of frame :math:`t` is
 :math:`A_t(z) = H_t(\mathrm{decode}(z_t s_z + \mu_z))` (Appa's "unstandardize the latent,
 decode, observe"), where the decoder returns standardized pixels: the pixel operators
-:math:`H_t` never unstandardize. :meth:`ObservationSet.observation` builds it frame by frame,
-so only one decoded frame is alive at a time.
+:math:`H_t` never unstandardize. :meth:`ObservationSet.observation` builds it for a window:
+the window's observed frames decoded in one call, then one readout of all of them.
 """
 
 from __future__ import annotations
 
-__all__ = ["ObservationSet", "StepObservation", "WindowObservations", "build_steps"]
+__all__ = [
+    "ObservationSet",
+    "StepObservation",
+    "WindowObservations",
+    "build_steps",
+    "stack_operators",
+]
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +35,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from xappa.core.guidance.observation import Observation
+from xappa.core.guidance.observation import FramewiseOperator, Observation
 from xappa.core.operators import (
     ConcatOperator,
     SparseOperator,
@@ -207,8 +213,10 @@ class ObservationSet:
         The operator maps a window ``(N, K, ...)`` of ``K = len(steps)`` frames to
         ``(N, M)``: the observed frames are decoded together in one call (when ``decode`` is
         given) to standardized pixels, and frame ``k`` is read by the operator of
-        ``steps[k]``. One batched decoder call instead of one per frame matters most under
-        ``torch.func.jvp``, whose per-operation overhead dominates small batches.
+        ``steps[k]``, all frames' reads merged into one (:func:`stack_operators`). It is a
+        :class:`~xappa.core.guidance.observation.FramewiseOperator` whose inner map is
+        ``decode``: the windows of one trajectory (and of all members) that share ``decode``
+        are decoded in one call by the guidance, in forward, VJP and JVP alike.
 
         Parameters
         ----------
@@ -231,15 +239,10 @@ class ObservationSet:
         if not used:
             return None
 
-        frames = [k for k, _, _ in used]
-
-        def operator(x: Tensor) -> Tensor:
-            picked = x[:, frames]  # (N, k, ...)
-            if decode is not None:
-                picked = decode(picked.flatten(0, 1)).unflatten(0, picked.shape[:2])
-            out = [obs.operator(picked[:, i]) for i, (_, _, obs) in enumerate(used)]
-            return torch.cat(out, dim=-1)
-
+        readout = nn.Sequential(
+            nn.Flatten(1, 2), stack_operators([o.operator for _, _, o in used])
+        )
+        operator = FramewiseOperator(decode, [k for k, _, _ in used], readout)
         values = torch.cat([obs.values for _, _, obs in used])
         variances = torch.cat([obs.variances for _, _, obs in used])
         return Observation(operator=operator, values=values, variances=variances)
@@ -290,6 +293,50 @@ class WindowObservations:
     def window(self, frames: Sequence[int]) -> Observation | None:
         """Return the observation of a window whose position ``k`` is step ``frames[k]``."""
         return self.observations.observation(frames, decode=self.decode)
+
+
+def _sparse_parts(operator: nn.Module) -> list[SparseOperator]:
+    if isinstance(operator, ConcatOperator):
+        return list(operator.parts)
+    if isinstance(operator, SparseOperator):
+        return [operator]
+    msg = f"operator must be a SparseOperator or ConcatOperator; found {type(operator).__name__}"
+    raise TypeError(msg)
+
+
+def stack_operators(operators: Sequence[nn.Module]) -> SparseOperator:
+    """Merge the operators of ``m`` frames into one operator on the stacked frames.
+
+    Parameters
+    ----------
+    operators : sequence of SparseOperator or ConcatOperator
+        The operator of each frame, all on frames of one shape ``(C, H, W)``.
+
+    Returns
+    -------
+    SparseOperator
+        The operator on stacks ``(..., m C, H, W)`` (frame ``i`` in channels
+        ``[i C, (i + 1) C)``) whose values are those of ``operators[i]`` on frame ``i``,
+        concatenated in order. Entries of fewer points than the widest stencil read cell 0
+        with weight 0.
+    """
+    parts = [(i, p) for i, op in enumerate(operators) for p in _sparse_parts(op)]
+    c, h, w = parts[0][1].shape
+    width = max(p.index.shape[1] for _, p in parts)
+    weights = [p.weight for _, p in parts if p.weight is not None]
+    if width == 1 and not weights:
+        index = torch.cat([p.index + i * c * h * w for i, p in parts])
+        return SparseOperator(index, (len(operators) * c, h, w))
+    dtype = weights[0].dtype if weights else torch.float32
+    index, weight = [], []
+    for i, p in parts:
+        m, k = p.index.shape
+        index.append(nn.functional.pad(p.index + i * c * h * w, (0, width - k), value=0))
+        ones = torch.ones(m, k, dtype=dtype)
+        weight.append(
+            nn.functional.pad(ones if p.weight is None else p.weight.to(dtype), (0, width - k))
+        )
+    return SparseOperator(torch.cat(index), (len(operators) * c, h, w), torch.cat(weight))
 
 
 def _step_operator(

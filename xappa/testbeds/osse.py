@@ -18,7 +18,16 @@ References
 
 from __future__ import annotations
 
-__all__ = ["ObservingSystem", "OsseResult", "load_climatology", "observe", "run_osse", "score"]
+__all__ = [
+    "OBSERVING_SYSTEMS",
+    "ObservingSystem",
+    "OsseResult",
+    "load_climatology",
+    "observe",
+    "observing_system",
+    "run_osse",
+    "score",
+]
 
 import time
 from collections.abc import Mapping
@@ -77,6 +86,40 @@ class ObservingSystem:
         if missing:
             msg = f"swath_errors must give every swath variable; missing {missing}"
             raise ValueError(msg)
+
+
+OBSERVING_SYSTEMS: Mapping[str, ObservingSystem] = MappingProxyType(
+    {
+        # xappa demo's: 64 stations reporting every variable, one swath of geopotential
+        "demo": ObservingSystem(),
+        # a sparse network: 16 stations, no satellite
+        "sparse": ObservingSystem(stations=16, swath_variables=()),
+        # the winds are not observed: the prior must infer them from the geopotential
+        "geopotential-only": ObservingSystem(station_errors={_Z: 100.0}),
+        # the geopotential is not observed: the prior must infer it from the winds
+        "winds-only": ObservingSystem(station_errors={_U: 1.0, _V: 1.0}, swath_variables=()),
+    }
+)
+"""Named observing systems of the OSSE benchmark (``benchmarks/swe_osse.py --systems``)."""
+
+
+def observing_system(name: str) -> ObservingSystem:
+    """Return a named observing system of :data:`OBSERVING_SYSTEMS`.
+
+    Parameters
+    ----------
+    name : str
+        ``"demo"``, ``"sparse"``, ``"geopotential-only"`` or ``"winds-only"``.
+
+    Returns
+    -------
+    ObservingSystem
+        The system.
+    """
+    if name not in OBSERVING_SYSTEMS:
+        msg = f"observing system must be one of {list(OBSERVING_SYSTEMS)}; found {name!r}"
+        raise ValueError(msg)
+    return OBSERVING_SYSTEMS[name]
 
 
 def observe(truth: xr.Dataset, system: ObservingSystem, *, seed: int = 0) -> dict[str, xr.Dataset]:

@@ -34,6 +34,7 @@ __all__ = [
     "area_weights",
     "default_dt",
     "diagnose",
+    "run_solver",
     "simulate",
     "write_zarr",
 ]
@@ -215,6 +216,85 @@ def simulate(
         raise RuntimeError(msg)
     facts = {"seed": seed, "spinup_days": spinup_days, "peak_wind": peak_wind}
     return _to_dataset(data, indices, solver, start, forcing, facts)
+
+
+def run_solver(
+    state: xr.Dataset,
+    hours: int,
+    *,
+    forcing: StochasticForcing | None = DEFAULT_FORCING,
+    seed: int | None = None,
+    dt: float | None = None,
+) -> xr.Dataset:
+    r"""Integrate the testbed's solver from a given state: a forecast with the true dynamics.
+
+    The state (for example an analysis mean) is projected on the solver's spectral
+    truncation: the geopotential directly, the winds through their vorticity and divergence.
+
+    Parameters
+    ----------
+    state : Dataset
+        ``geopotential``, ``u_component_of_wind`` and ``v_component_of_wind`` on the
+        testbed's grid (latitude from 90 to -90, longitude from 0), over
+        ``(latitude, longitude)`` or with one ``time``.
+    hours : int
+        The number of hourly states returned after the initial one.
+    forcing : StochasticForcing or None
+        The forcing settings: the solver has their drag. ``None`` runs the bare solver.
+    seed : int, optional
+        With a forcing: the seed of one realization of its stochastic part; by default
+        none is added (the forcing's mean, zero, as a forecast that does not know it).
+    dt : float, optional
+        The time step in seconds (default :func:`default_dt`).
+
+    Returns
+    -------
+    xarray.Dataset
+        The states at ``hours`` hourly times after the initial one, over ``(time, latitude,
+        longitude)`` (``time`` continues from the state's own time, else from 2000-01-01).
+
+    Examples
+    --------
+    >>> from xappa.testbeds.shallow_water import run_solver, simulate
+    >>> truth = simulate(1, 0.25, nlat=16, nlon=32, spinup_days=0).isel(trajectory=0)
+    >>> run_solver(truth.isel(time=-1), 3).sizes["time"]
+    3
+    """
+    hours = _check_int("hours", hours, 1)
+    if "time" in state.dims:
+        if state.sizes["time"] != 1:
+            msg = f"state must hold one time; found {state.sizes['time']}"
+            raise ValueError(msg)
+        state = state.isel(time=0)
+    names = list(_VARIABLES)
+    missing = [v for v in names if v not in state.data_vars]
+    if missing:
+        msg = f"state must hold {names}; missing {missing}"
+        raise KeyError(msg)
+    grid = np.stack([state[v].transpose("latitude", "longitude").values for v in names])
+    nlat, nlon = grid.shape[1:]
+    lat = np.asarray(state["latitude"].values, dtype=float)
+    if nlat < 8 or not (np.isclose(lat[0], 90.0) and np.isclose(lat[-1], -90.0)):
+        msg = f"state must be on the testbed's grid, latitude 90 to -90; found {lat[[0, -1]]}"
+        raise ValueError(msg)
+    dt = default_dt(nlat) if dt is None else float(dt)
+    solver = make_solver(nlat, nlon, dt, forcing)
+    x = torch.as_tensor(grid, dtype=torch.float64)
+    spectral = torch.cat([solver.grid2spec(x[0])[None], solver.vrtdivspec(x[1:])])
+    rng = np.random.default_rng(seed) if forcing is not None and seed is not None else None
+    states = integrate(solver, spectral, hours + 1, forcing=forcing if rng else None, rng=rng)
+    start = pd.Timestamp(state["time"].values) if "time" in state.coords else None
+    start = start or pd.Timestamp("2000-01-01")
+    out = _to_dataset(
+        states[1:].to(torch.float32).numpy()[None],
+        range(1),
+        solver,
+        start + pd.Timedelta(hours=1),
+        forcing,
+        {"seed": -1 if seed is None else seed, "spinup_days": 0.0, "peak_wind": float("nan")},
+    )
+    out.attrs["initial_condition"] = "a given state (xappa.testbeds.shallow_water.run_solver)"
+    return out.isel(trajectory=0, drop=True)
 
 
 def _to_dataset(

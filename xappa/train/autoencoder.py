@@ -5,6 +5,11 @@ The loss is Appa's latitude-weighted mean squared error: with
 
 .. math:: \ell = \mathrm{mean}_{b, c, i, j}\; w(\phi_i)\,(\hat{x}_{bcij} - x_{bcij})^2 .
 
+On a grid with rows on the poles these weights give each pole row :math:`1/n_{lon}`, a few
+times less than its neighbour, and a decoder trained with them reconstructs the pole rows
+several times worse than the rest; ``loss_weights="poles-like-neighbours"`` gives each pole row
+the weight of the row next to it (:data:`LOSS_WEIGHTS`).
+
 Training runs through :func:`xappa.train.loop.train` (AdamW, warm-up and schedule, gradient
 clipping, EMA, validation, resumable safetensors checkpoints, DDP under ``torchrun``);
 mixed precision is an autocast around the forward pass. A trained run directory holds the
@@ -20,6 +25,7 @@ References
 from __future__ import annotations
 
 __all__ = [
+    "LOSS_WEIGHTS",
     "autocast",
     "autoencoder_loss",
     "latitude_weights",
@@ -52,6 +58,10 @@ from xappa.train.loop import TrainConfig, TrainResult, train
 
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+LOSS_WEIGHTS = ("appa", "poles-like-neighbours")
+"""The latitude weights of the autoencoder loss: Appa's, or Appa's with each pole row weighted
+like the row next to it."""
+
 
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device) -> Iterator[None]:
@@ -75,8 +85,8 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
         yield
 
 
-def latitude_weights(latitudes: Tensor, n_lon: int) -> Tensor:
-    r"""Return Appa's loss weights :math:`\cos \phi + 1 / n_{lon}`.
+def latitude_weights(latitudes: Tensor, n_lon: int, *, mode: str = "appa") -> Tensor:
+    r"""Return the loss weights of each latitude row.
 
     Parameters
     ----------
@@ -84,18 +94,32 @@ def latitude_weights(latitudes: Tensor, n_lon: int) -> Tensor:
         The latitudes :math:`\phi` in degrees, with shape ``(H,)``.
     n_lon : int
         The number of longitudes.
+    mode : {"appa", "poles-like-neighbours"}
+        ``"appa"``: :math:`\cos \phi + 1 / n_{lon}`. ``"poles-like-neighbours"``: the same,
+        but a row on a pole (:math:`|\phi| = 90`) gets the weight of the row next to it, so
+        the decoder learns the pole rows as well as their neighbours (grids without pole
+        rows are unchanged).
 
     Returns
     -------
     Tensor
         The weights, with shape ``(H, 1)`` (broadcast over longitude).
     """
+    if mode not in LOSS_WEIGHTS:
+        msg = f"loss weights mode must be one of {list(LOSS_WEIGHTS)}; found {mode!r}"
+        raise ValueError(msg)
     phi = torch.deg2rad(latitudes.double())
-    return (torch.cos(phi).clamp(min=0) + 1 / n_lon).float()[:, None]
+    weights = torch.cos(phi).clamp(min=0) + 1 / n_lon
+    if mode == "poles-like-neighbours" and latitudes.numel() > 1:
+        pole = latitudes.double().abs() >= 90.0 - 1e-6
+        rows = torch.arange(latitudes.numel())
+        neighbour = torch.where(rows == 0, 1, rows - 1)  # the first row's neighbour is below
+        weights = torch.where(pole, weights[neighbour], weights)
+    return weights.float()[:, None]
 
 
 def autoencoder_loss(
-    latitudes: Tensor, n_lon: int, *, precision: str = "fp32"
+    latitudes: Tensor, n_lon: int, *, precision: str = "fp32", weights: str = "appa"
 ) -> Callable[[nn.Module, Tensor], Tensor]:
     """Return the latitude-weighted MSE ``loss(autoencoder, x)`` for the loop.
 
@@ -107,6 +131,8 @@ def autoencoder_loss(
         The number of longitudes.
     precision : {"fp32", "bf16", "fp16"}
         The autocast of the forward pass; the loss is computed in float32.
+    weights : {"appa", "poles-like-neighbours"}
+        The latitude weights (:func:`latitude_weights`).
 
     Returns
     -------
@@ -114,14 +140,14 @@ def autoencoder_loss(
         ``loss(model, x) -> Tensor`` of shape ``()``, with ``x`` standardized states of shape
         ``(B, C, H, W)`` and ``model(x)`` returning ``(z, x_hat)``.
     """
-    weights = latitude_weights(latitudes, n_lon)
+    row_weights = latitude_weights(latitudes, n_lon, mode=weights)
 
     def loss(model: nn.Module, x: Tensor) -> Tensor:
         device = next(iter(model.parameters())).device
         x = x.to(device)
         with autocast(precision, device):
             _, x_hat = model(x)
-        return (weights.to(device) * (x_hat.float() - x).square()).mean()
+        return (row_weights.to(device) * (x_hat.float() - x).square()).mean()
 
     return loss
 
@@ -172,6 +198,7 @@ def train_autoencoder(
     valid_data: StateData | None = None,
     valid_batches: int = 4,
     precision: str = "fp32",
+    loss_weights: str = "appa",
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
@@ -194,6 +221,8 @@ def train_autoencoder(
         The number of fixed validation batches.
     precision : {"fp32", "bf16", "fp16"}
         The autocast of the forward pass (Appa trains its autoencoder in fp32).
+    loss_weights : {"appa", "poles-like-neighbours"}
+        The latitude weights of the loss (:func:`latitude_weights`).
     seed : int
         The seed of the snapshot draws.
     callback : callable, optional
@@ -211,7 +240,12 @@ def train_autoencoder(
             f" found data frames of shape {data.frame_shape}"
         )
         raise ValueError(msg)
-    loss = autoencoder_loss(data.latitudes, data.frame_shape[-1], precision=precision)
+    if loss_weights not in LOSS_WEIGHTS:
+        msg = f"loss_weights must be one of {list(LOSS_WEIGHTS)}; found {loss_weights!r}"
+        raise ValueError(msg)
+    loss = autoencoder_loss(
+        data.latitudes, data.frame_shape[-1], precision=precision, weights=loss_weights
+    )
     batches = RandomSnapshots(data, batch_size, seed=seed)
     valid = None
     if valid_data is not None:

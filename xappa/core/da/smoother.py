@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from xappa.core.da.config import SamplingConfig
 from xappa.core.da.observations import FrameObservations
+from xappa.core.da.precision import with_precision
 from xappa.core.da.seeds import generator
 from xappa.core.diffusion.trajectory import (
     FOLD_MODES,
@@ -128,6 +129,7 @@ def smooth(
         for obs in experiments
         for w in range(n)
     ]
+    denoiser, per_window = with_precision(denoiser, per_window, config.precision)
     guided = config.guide(denoiser, per_window if any(per_window) else None)
     keys = tuple((cond or {}).keys())
     trajectory = TrajectoryDenoiser(

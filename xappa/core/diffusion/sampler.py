@@ -268,15 +268,22 @@ class DDIMSampler(Sampler):
 
 
 class PCSampler(Sampler):
-    r"""Creates the predictor-corrector sampler (Appa's default for assimilation).
+    r"""Creates the predictor-corrector sampler (Appa's, and xappa's default, for assimilation).
 
     At each step, ``corrections`` Langevin corrections at :math:`\sigma_t`,
 
     .. math:: x_t \leftarrow x_t + \delta (d(x_t, \sigma_t) - x_t)
         + \sqrt{2 \delta} \, \sigma_t \, \epsilon,
 
-    then a DDIM predictor from :math:`\sigma_t` to :math:`\sigma_s`. Costs
-    ``corrections + 1`` denoiser calls per step.
+    then a DDIM predictor from :math:`\sigma_t` to :math:`\sigma_s`. The corrections are
+    unadjusted Langevin steps of size :math:`\delta \sigma_t^2` on the (guided) score
+    :math:`(d - x) / \sigma_t^2`: each one brings the noise-dominated directions a fraction
+    :math:`\delta` of the way to equilibrium at :math:`\sigma_t`, so that errors of the
+    predictor and of an approximate (guided) score are forgotten instead of carried along
+    (see the guidance guide). With ``correct_below``, only the steps with
+    :math:`\sigma_t \le` ``correct_below`` are corrected: above the data's scale (1 for
+    standardized states) the noisy distribution is nearly Gaussian and the predictor alone is
+    accurate. Costs ``corrections + 1`` denoiser calls per corrected step, one per other step.
 
     Parameters
     ----------
@@ -290,6 +297,8 @@ class PCSampler(Sampler):
         The number of Langevin corrections per step (Appa: 2).
     delta : float
         The Langevin step size :math:`\delta` (Appa: 0.1).
+    correct_below : float
+        The largest noise level that is corrected (Appa: all, ``inf``).
     **kwargs
         Passed to :class:`Sampler`.
     """
@@ -303,6 +312,7 @@ class PCSampler(Sampler):
         steps: int = 64,
         corrections: int = 2,
         delta: float = 0.1,
+        correct_below: float = math.inf,
         **kwargs: Any,
     ) -> None:
         super().__init__(denoiser, schedule, steps, **kwargs)
@@ -312,12 +322,17 @@ class PCSampler(Sampler):
         if not 0 < delta <= 1:
             msg = f"delta must be in (0, 1]; found {delta!r}"
             raise ValueError(msg)
+        if not correct_below > 0:
+            msg = f"correct_below must be a positive noise level; found {correct_below!r}"
+            raise ValueError(msg)
         self.corrections = corrections
         self.delta = float(delta)
+        self.correct_below = float(correct_below)
 
     @property
     def evaluations(self) -> int:  # noqa: D102
-        return self.steps * (self.corrections + 1)
+        corrected = sum(sigma_t <= self.correct_below for sigma_t, _ in self._jumps())
+        return self.steps + self.corrections * corrected
 
     def _integrate(
         self,
@@ -328,7 +343,7 @@ class PCSampler(Sampler):
     ) -> Tensor:
         delta = self.delta
         for k, (sigma_t, sigma_s) in enumerate(self._jumps()):
-            for _ in range(self.corrections):
+            for _ in range(self.corrections if sigma_t <= self.correct_below else 0):
                 x_hat = self._denoise(x, sigma_t, cond)
                 x = x + delta * (x_hat - x) + math.sqrt(2 * delta) * sigma_t * _noise(x, generator)
             x_hat = self._denoise(x, sigma_t, cond)
@@ -340,7 +355,8 @@ class PCSampler(Sampler):
     def __repr__(self) -> str:
         return (
             f"PCSampler(schedule={self.schedule!r}, steps={self.steps},"
-            f" corrections={self.corrections}, delta={self.delta:g})"
+            f" corrections={self.corrections}, delta={self.delta:g},"
+            f" correct_below={self.correct_below:g})"
         )
 
 
@@ -511,7 +527,7 @@ def create_sampler(name: str, denoiser: Denoiser, **kwargs: Any) -> Sampler:
         The denoiser ``d(x, sigma, **cond)``.
     **kwargs
         The sampler's options: ``schedule``, ``steps``, and ``order`` (LMS) or
-        ``corrections`` and ``delta`` (PC).
+        ``corrections``, ``delta`` and ``correct_below`` (PC).
 
     Returns
     -------

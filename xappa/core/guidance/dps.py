@@ -43,11 +43,15 @@ class DPSDenoiser(GuidedDenoiser):
         per-window observations selected by the ``window_index`` keyword. Rows of windows
         without observations get the plain denoiser output.
     gamma : float
-        The weight :math:`\gamma` of the prior-variance term of the likelihood (SDA uses
-        ``1e-2``).
+        The weight :math:`\gamma` of the prior-variance term of the likelihood. With
+        :math:`\gamma = 1` (default) it is the Tweedie variance :math:`\sigma^2 / (1 + \sigma^2)`
+        of a standardized coordinate, and DPS is exact for one point observation of a
+        standard normal prior; SDA's ``1e-2`` over-weights the observations of standardized
+        states, the guided denoiser's gain turns negative and every sampler diverges (see the
+        sampler-accuracy guide).
     """
 
-    def __init__(self, denoiser: Denoiser, observations: Observations, *, gamma: float = 1e-2):
+    def __init__(self, denoiser: Denoiser, observations: Observations, *, gamma: float = 1.0):
         super().__init__(denoiser, observations)
         if not gamma >= 0:
             msg = f"gamma must be non-negative; found {gamma}"

@@ -30,7 +30,7 @@ from __future__ import annotations
 __all__ = ["cg", "gmres"]
 
 from collections.abc import Callable
-from typing import Literal, overload
+from typing import Any, Literal, Protocol, cast, overload
 
 import torch
 from torch import Tensor
@@ -43,8 +43,43 @@ _BREAKDOWN_ULPS = 64.0
 
 def _breakdown(dtype: torch.dtype) -> float:
     return _BREAKDOWN_ULPS * torch.finfo(dtype).eps
+
+
 MatVec = Callable[[Tensor], Tensor]
 MatVecAux = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+class _Solver(Protocol):
+    """The call signature of :func:`cg` and :func:`gmres`: ``aux=True`` returns a pair."""
+
+    @overload
+    def __call__(
+        self,
+        matvec: MatVec,
+        b: Tensor,
+        iterations: int,
+        *,
+        x0: Tensor | None = ...,
+        aux: Literal[False] = ...,
+        psd_floor: Tensor | None = ...,
+    ) -> Tensor: ...
+
+    @overload
+    def __call__(
+        self,
+        matvec: MatVecAux,
+        b: Tensor,
+        iterations: int,
+        *,
+        x0: None = ...,
+        aux: Literal[True],
+        psd_floor: Tensor | None = ...,
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+def _solver(func: Callable[..., Any]) -> _Solver:
+    # The function itself, typed with the overloads of _Solver (written once for both).
+    return cast(_Solver, func)
 
 
 def _check(b: Tensor, iterations: int, x0: Tensor | None, aux: bool) -> None:
@@ -85,23 +120,7 @@ def _scale(coef: Tensor, image: Tensor) -> Tensor:
     return coef.reshape(coef.shape + (1,) * (image.ndim - 1)) * image.to(torch.float64)
 
 
-@overload
-def cg(
-    matvec: MatVec,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: Tensor | None = ...,
-    aux: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def cg(
-    matvec: MatVecAux, b: Tensor, iterations: int, *, x0: None = ..., aux: Literal[True]
-) -> tuple[Tensor, Tensor]: ...
-
-
+@_solver
 def cg(
     matvec: MatVec | MatVecAux,
     b: Tensor,
@@ -109,6 +128,7 @@ def cg(
     *,
     x0: Tensor | None = None,
     aux: bool = False,
+    psd_floor: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Solve :math:`A u = b` by conjugate gradients, for symmetric positive definite :math:`A`.
 
@@ -127,6 +147,12 @@ def cg(
         If true, ``matvec`` returns the pair :math:`(A v, B v)`, with :math:`B v` of any shape
         ``(N, *shape)``, and the solver also returns :math:`B u` at no extra product. Requires
         ``x0=None``.
+    psd_floor : Tensor, optional
+        The diagonal :math:`D` of a split :math:`A = D + C` in which :math:`C` must be
+        symmetric positive semi-definite, with shape ``(N, M)``. A row stops at the first
+        direction :math:`p` of negative curvature of :math:`C`,
+        :math:`p^\top A p < p^\top D p` (truncated CG, as in trust-region methods), and
+        keeps the steps taken before.
 
     Returns
     -------
@@ -135,6 +161,11 @@ def cg(
     Tensor
         With ``aux=True`` only: :math:`B u`, with shape ``(N, *shape)`` and the dtype of the
         images :math:`B v`.
+
+    References
+    ----------
+    * Steihaug (1983). The Conjugate Gradient Method and Trust Regions in Large Scale
+      Optimization. https://doi.org/10.1137/0720042
     """
     _check(b, iterations, x0, aux)
     dtype = b.dtype
@@ -144,12 +175,19 @@ def cg(
     r = b if x0 is None else b - op(x)[0]
     p = r
     rr = (r * r).sum(dim=1, keepdim=True)
-    floor = (_breakdown(dtype) ** 2) * rr  # a residual below this is round-off: converged
+    converged = (_breakdown(dtype) ** 2) * rr  # a residual below this is round-off
+    active = torch.ones_like(rr, dtype=torch.bool)
     bx = 0.0  # with aux: B x = sum_k alpha_k B p_k, in float64
     for _ in range(iterations):
-        p = torch.where(rr > floor, p, 0.0)  # a converged row takes no further step
+        p = torch.where(active & (rr > converged), p, 0.0)  # a stopped row takes no step
         ap, bp = op(p)
-        alpha = _safe_div(rr, (p * ap).sum(dim=1, keepdim=True))
+        pap = (p * ap).sum(dim=1, keepdim=True)
+        if psd_floor is not None:
+            pdp = (p * p * psd_floor.to(torch.float64)).sum(dim=1, keepdim=True)
+            active = active & (pap - pdp >= -_breakdown(dtype) * pap.abs())
+            p = torch.where(active, p, 0.0)
+            pap = torch.where(active, pap, 0.0)
+        alpha = _safe_div(rr, pap)
         x = x + alpha * p
         if bp is not None:
             bx = bx + _scale(alpha[:, 0], bp)
@@ -162,23 +200,7 @@ def cg(
     return x.to(dtype), bx.to(bp.dtype)
 
 
-@overload
-def gmres(
-    matvec: MatVec,
-    b: Tensor,
-    iterations: int,
-    *,
-    x0: Tensor | None = ...,
-    aux: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def gmres(
-    matvec: MatVecAux, b: Tensor, iterations: int, *, x0: None = ..., aux: Literal[True]
-) -> tuple[Tensor, Tensor]: ...
-
-
+@_solver
 def gmres(
     matvec: MatVec | MatVecAux,
     b: Tensor,
@@ -186,16 +208,19 @@ def gmres(
     *,
     x0: Tensor | None = None,
     aux: bool = False,
+    psd_floor: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Solve :math:`A u = b` by GMRES, for any non-singular :math:`A`.
 
     Arnoldi with modified Gram-Schmidt builds an orthonormal basis :math:`V_n` of the Krylov
-    space :math:`\mathcal{K}_n(A, r_0)`; Givens rotations reduce the Hessenberg matrix to a
-    triangle; the correction :math:`V_n y` minimises :math:`\lVert b - A u \rVert_2`. A
-    breakdown (an invariant Krylov space, for example :math:`n` larger than the dimension)
-    leaves the exact solution unchanged: a new direction smaller than 64 units of round-off
-    of the products' dtype, relative to the product, is taken as zero, so that with more
-    iterations than unknowns a float32 product cannot inject round-off as a new direction.
+    space :math:`\mathcal{K}_n(A, r_0)` and the Hessenberg matrix
+    :math:`\bar{H}_n = V_{n + 1}^\top A V_n`; the correction :math:`V_n y` minimises
+    :math:`\lVert b - A u \rVert_2`, :math:`y` being the least-squares solution of
+    :math:`\bar{H}_n y = \beta e_1` (a QR factorization, in float64). A breakdown (an
+    invariant Krylov space, for example :math:`n` larger than the dimension) leaves the exact
+    solution unchanged: a new direction smaller than 64 units of round-off of the products'
+    dtype, relative to the product, is taken as zero, so that with more iterations than
+    unknowns a float32 product cannot inject round-off as a new direction.
 
     Parameters
     ----------
@@ -212,6 +237,14 @@ def gmres(
         If true, ``matvec`` returns the pair :math:`(A v, B v)`, with :math:`B v` of any shape
         ``(N, *shape)``, and the solver also returns :math:`B u` at no extra product. Requires
         ``x0=None``.
+    psd_floor : Tensor, optional
+        The diagonal :math:`D` of a split :math:`A = D + C` in which :math:`C` must be
+        symmetric positive semi-definite, with shape ``(N, M)`` (MMPS: :math:`D = \Sigma_y`,
+        :math:`C = A \Sigma_x A^\top`). The Krylov space of a row then stops growing at the
+        first direction where the symmetric part of the projected :math:`C`,
+        :math:`V_k^\top C V_k`, is not positive semi-definite: beyond it the model of
+        :math:`C` is not a covariance, and solving it would amplify its error (see the
+        guidance guide). The directions taken before are kept.
 
     Returns
     -------
@@ -229,44 +262,70 @@ def gmres(
     x = torch.zeros_like(b) if x0 is None else x0.to(torch.float64)
     r = b if x0 is None else b - op(x)[0]
     beta = r.norm(dim=1)  # (N,)
-    basis = [_safe_div(r, beta[:, None])]
     rows = b.shape[0]
-    R = b.new_zeros(rows, n, n)  # the rotated Hessenberg matrix (upper triangular)
-    g = b.new_zeros(rows, n + 1)
-    g[:, 0] = beta
-    cs, sn = [], []
+    basis = [_safe_div(r, beta[:, None])]
+    hess = b.new_zeros(rows, n + 1, n)  # the Hessenberg matrix V_{n+1}^T A V_n
+    noise = b.new_zeros(rows, n, n) if psd_floor is not None else None  # V_n^T D V_n
+    floor = None if psd_floor is None else psd_floor.to(torch.float64)
+    used = beta > 0  # (N,): the current column is used; false once a row stops
+    count = torch.zeros(rows, dtype=torch.long, device=b.device)  # columns used per row
     images = []  # B v_k, as returned by matvec
+    tol = _breakdown(dtype)
     for k in range(n):
         w, image = op(basis[k])
         images.append(image)
         norm_in = w.norm(dim=1)
-        h = []
-        for v in basis:  # modified Gram-Schmidt
-            hk = (w * v).sum(dim=1)
-            w = w - hk[:, None] * v
-            h.append(hk)
+        for j, v in enumerate(basis):  # modified Gram-Schmidt
+            hess[:, j, k] = (w * v).sum(dim=1)
+            w = w - hess[:, j, k, None] * v
         h_next = w.norm(dim=1)
         # Breakdown: what is left after orthogonalization is round-off of the product (the
-        # Krylov space is exhausted and the solution exact). The next direction is zero, so
-        # later columns are zero and change nothing.
-        h_next = torch.where(h_next > _breakdown(dtype) * norm_in, h_next, 0.0)
+        # Krylov space is exhausted and the solution exact). The next direction is zero.
+        h_next = torch.where(h_next > tol * norm_in, h_next, 0.0)
+        hess[:, k + 1, k] = h_next
+        if noise is not None:
+            dv = floor * basis[k]
+            for j, v in enumerate(basis[: k + 1]):
+                noise[:, j, k] = noise[:, k, j] = (v * dv).sum(dim=1)
+            used = used & _projected_psd(
+                hess[:, : k + 1, : k + 1], noise[:, : k + 1, : k + 1], tol
+            )
+        count = count + used.long()
+        used = used & (h_next > 0)
         basis.append(_safe_div(w, h_next[:, None]))
-        for j in range(k):  # apply the previous rotations to the new column
-            h[j], h[j + 1] = cs[j] * h[j] + sn[j] * h[j + 1], -sn[j] * h[j] + cs[j] * h[j + 1]
-        rho = torch.hypot(h[k], h_next)
-        c = torch.where(rho > 0, _safe_div(h[k], rho), 1.0)
-        s = _safe_div(h_next, rho)
-        cs.append(c)
-        sn.append(s)
-        h[k] = rho
-        R[:, : k + 1, k] = torch.stack(h, dim=1)
-        g[:, k + 1] = -s * g[:, k]
-        g[:, k] = c * g[:, k]
-    eye = torch.eye(n, dtype=R.dtype, device=R.device)
-    y = torch.linalg.solve_triangular(R + _TINY * eye, g[:, :n, None], upper=True)[..., 0]
+    y = _least_squares(hess, beta, count)
     V = torch.stack(basis[:n], dim=1)  # (N, n, M)
     x = (x + torch.einsum("nk,nkm->nm", y, V)).to(dtype)
     if not aux:
         return x
     bx = sum(_scale(c, image) for c, image in zip(y.unbind(dim=1), images, strict=True))
     return x, bx.to(images[0].dtype)
+
+
+def _projected_psd(hess: Tensor, noise: Tensor, tol: float) -> Tensor:
+    """Whether the symmetric part of ``hess - noise`` (N, k, k) is PSD up to round-off (N,)."""
+    sym = (hess + hess.mT) / 2
+    lam = torch.linalg.eigvalsh(sym - noise)
+    scale = torch.linalg.eigvalsh(sym).abs().amax(dim=1)
+    return lam[:, 0] >= -tol * scale
+
+
+def _least_squares(hess: Tensor, beta: Tensor, count: Tensor) -> Tensor:
+    r"""Minimise :math:`\lVert \beta e_1 - \bar{H} y \rVert` over the first ``count`` columns.
+
+    ``hess`` has shape ``(N, n + 1, n)``, ``beta`` and ``count`` shape ``(N,)``; the columns
+    past ``count`` get :math:`y_j = 0` (a unit row appended below each keeps the batched QR
+    of full rank).
+    """
+    rows, n1, n = hess.shape
+    keep = torch.arange(n, device=hess.device)[None, :] < count[:, None]  # (N, n)
+    mat = torch.cat([hess * keep[:, None, :], torch.diag_embed((~keep).to(hess.dtype))], dim=1)
+    rhs = hess.new_zeros(rows, n1 + n)
+    rhs[:, 0] = beta
+    q, r = torch.linalg.qr(mat)
+    qb = (q.mT @ rhs[..., None])[..., 0]
+    diag = r.diagonal(dim1=1, dim2=2)
+    # A zero column (a zero right-hand side) gives a zero diagonal: its y is zero.
+    safe = r + torch.diag_embed((diag.abs() <= _TINY).to(r.dtype))
+    y = torch.linalg.solve_triangular(safe, qb[..., None], upper=True)[..., 0]
+    return torch.where(keep, y, 0.0)

@@ -16,14 +16,29 @@ guided denoiser batches all rows of a call together: each row is tied to a windo
 residuals, of different lengths :math:`M_w`, are zero-padded to the longest. Padded entries
 get unit variance and a zero operator, so the padded linear system is block diagonal with an
 identity block and a zero right-hand side there: padding changes no solution.
+
+Operators of different windows that share an expensive map of frames (a decoder) declare it:
+a :class:`FramewiseOperator` is :math:`A_w(x) = R_w(f(x_{k_1}), \dots, f(x_{k_m}))`, a map
+:math:`f` of single frames followed by the window's own readout :math:`R_w` (a mask, points, a
+swath). The batch applies each shared :math:`f` once to every frame all its rows read, in
+forward, VJP and JVP alike, then each window's readout to its rows.
 """
 
 from __future__ import annotations
 
-__all__ = ["MaskOperator", "MatrixOperator", "Observation", "ObservationBatch", "Observations"]
+__all__ = [
+    "Framewise",
+    "FramewiseOperator",
+    "MaskOperator",
+    "MatrixOperator",
+    "Observation",
+    "ObservationBatch",
+    "Observations",
+]
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -87,6 +102,94 @@ class MatrixOperator(nn.Module):
             The observations, with shape ``(N, M)``.
         """
         return x.flatten(1) @ self.matrix.T.to(x.dtype)
+
+
+@runtime_checkable
+class Framewise(Protocol):
+    r"""What an operator declares so that windows sharing its frame map are applied together.
+
+    The operator is :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))` on windows ``x``
+    of shape ``(N, K, *frame)``. Operators whose ``inner`` maps are equal (``==``, e.g. the
+    same decoder) are applied by :class:`ObservationBatch` with one call of ``inner`` for
+    all their rows.
+
+    Attributes
+    ----------
+    inner : callable or None
+        :math:`f`, mapping frames ``(B, *frame)`` to images ``(B, *image)``, applied frame
+        by frame (row ``b`` of the output depends on row ``b`` of the input only); None for
+        the identity.
+    frames : Tensor
+        The window positions :math:`k_1, \dots, k_m` read, a long tensor of shape ``(m,)``.
+    readout : callable
+        :math:`R`, mapping images ``(N, m, *image)`` to ``(N, M)``.
+    """
+
+    inner: Callable[[Tensor], Tensor] | None
+    frames: Tensor
+    readout: Callable[[Tensor], Tensor]
+
+
+class FramewiseOperator(nn.Module):
+    r"""Creates the operator :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))`.
+
+    A map :math:`f` of single frames (a decoder), shared by the operators of several windows,
+    then this window's own readout :math:`R`: the :class:`Framewise` operators of a batch
+    with the same ``inner`` are applied with one call of ``inner``.
+
+    Parameters
+    ----------
+    inner : callable or None
+        :math:`f`, mapping frames ``(B, *frame)`` to ``(B, *image)`` frame by frame; None for
+        the identity. Pass the same object to every window that shares it.
+    frames : sequence of int
+        The window positions read, in the order the readout takes them.
+    readout : callable
+        :math:`R`, mapping ``(N, m, *image)`` (``m = len(frames)``) to ``(N, M)``.
+    """
+
+    def __init__(
+        self,
+        inner: Callable[[Tensor], Tensor] | None,
+        frames: Sequence[int],
+        readout: Callable[[Tensor], Tensor],
+    ) -> None:
+        super().__init__()
+        if inner is not None and not callable(inner):
+            msg = f"inner must be callable or None; found {type(inner).__name__}"
+            raise TypeError(msg)
+        if not callable(readout):
+            msg = f"readout must be callable; found {type(readout).__name__}"
+            raise TypeError(msg)
+        index = torch.as_tensor(list(frames), dtype=torch.long)
+        if index.ndim != 1 or index.numel() == 0 or bool((index < 0).any()):
+            msg = f"frames must be a non-empty sequence of non-negative ints; found {list(frames)}"
+            raise ValueError(msg)
+        self.inner = inner
+        self.readout = readout
+        self.register_buffer("frames", index, persistent=False)
+
+    def images(self, x: Tensor) -> Tensor:
+        """Return :math:`f` of the frames read, with shape ``(N, m, *image)``.
+
+        Parameters
+        ----------
+        x : Tensor
+            Windows, with shape ``(N, K, *frame)``.
+
+        Returns
+        -------
+        Tensor
+            The images of the frames read.
+        """
+        picked = x.index_select(1, self.frames.to(x.device))
+        if self.inner is None:
+            return picked
+        return self.inner(picked.flatten(0, 1)).unflatten(0, picked.shape[:2])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the operator to windows ``x`` of shape ``(N, K, *frame)``; returns ``(N, M)``."""
+        return self.readout(self.images(x))
 
 
 @dataclass(frozen=True)
@@ -179,6 +282,9 @@ class ObservationBatch:
     When every window's operator is a :class:`MaskOperator` on states of one shape,
     :meth:`apply` reads all rows with a single gather of padded indices instead of one
     operator call per window; batched windows then cost no more operator calls than one.
+    :class:`Framewise` operators with equal ``inner`` maps are applied with one call of
+    that map on all the frames their rows read (one decoder pass for all windows), then each
+    window's readout on its rows; any other operator is called once on its window's rows.
     """
 
     def __init__(
@@ -234,6 +340,7 @@ class ObservationBatch:
                 self._gather = torch.zeros(rows, self.size, device=device, dtype=torch.long)
                 for idx, obs in self.groups:
                     self._gather[idx, : len(obs)] = obs.operator.index.to(device)
+        self._shared = _shared_maps(self.groups) if self._gather is None else []
 
     def __bool__(self) -> bool:
         return len(self.groups) > 0
@@ -262,13 +369,73 @@ class ObservationBatch:
                 lambda: f"x must have shape (N, *{self._state_shape}); found {tuple(x.shape)}",
             )
             return torch.where(self.mask, x.flatten(1).gather(1, self._gather), 0.0)
+        outputs: dict[int, Tensor] = {}
+        for shared in self._shared:
+            outputs.update(shared.apply(x, self.groups))
         parts = []
         count = 0
-        for idx, obs in self.groups:
-            y = obs.operator(x.index_select(0, idx))
+        for g, (idx, obs) in enumerate(self.groups):
+            y = outputs[g] if g in outputs else obs.operator(x.index_select(0, idx))
             want, got = (idx.shape[0], len(obs)), tuple(y.shape)
             torch._check(got == want, lambda w=want, g=got: f"operator must return {w}; found {g}")
             parts.append(nn.functional.pad(y, (0, self.size - len(obs))))
             count += idx.shape[0]
         parts.append(x.new_zeros(self.rows - count, self.size))
         return torch.cat(parts).index_select(0, self._inverse)
+
+
+class _SharedMap:
+    """The groups of a batch whose :class:`Framewise` operators share one ``inner`` map."""
+
+    def __init__(self, inner: Callable[[Tensor], Tensor] | None) -> None:
+        self.inner = inner
+        self.members: list[int] = []  # positions in ObservationBatch.groups
+        self._rows: list[Tensor] = []
+        self._frames: list[Tensor] = []
+
+    def add(self, position: int, idx: Tensor, frames: Tensor) -> None:
+        frames = torch.as_tensor(frames, dtype=torch.long, device=idx.device).reshape(-1)
+        self.members.append(position)
+        self._rows.append(idx.repeat_interleave(frames.shape[0]))
+        self._frames.append(frames.repeat(idx.shape[0]))
+
+    def finish(self) -> None:
+        self.rows = torch.cat(self._rows)
+        self.frames = torch.cat(self._frames)
+        self.sizes = [r.shape[0] for r in self._rows]
+        self.last = int(self.frames.max())  # every frame read must lie in the window
+        del self._rows, self._frames
+
+    def apply(self, x: Tensor, groups: list[tuple[Tensor, Observation]]) -> dict[int, Tensor]:
+        """One call of the inner map on every frame read; each member's readout after it."""
+        torch._check(
+            x.ndim >= 2 and self.last < x.shape[1],
+            lambda: f"x must have shape (N, K > {self.last}, ...); found {tuple(x.shape)}",
+        )
+        flat = self.rows * x.shape[1] + self.frames
+        images = x.flatten(0, 1).index_select(0, flat)
+        if self.inner is not None:
+            images = self.inner(images)
+        out = {}
+        for g, chunk in zip(self.members, images.split(self.sizes), strict=True):
+            idx, obs = groups[g]
+            out[g] = obs.operator.readout(chunk.unflatten(0, (idx.shape[0], -1)))
+        return out
+
+
+def _shared_maps(groups: list[tuple[Tensor, Observation]]) -> list[_SharedMap]:
+    """Group the :class:`Framewise` operators by equal ``inner``; keep maps with 2+ windows."""
+    shared: list[_SharedMap] = []
+    for g, (idx, obs) in enumerate(groups):
+        op = obs.operator
+        if not isinstance(op, Framewise):
+            continue
+        match = next((m for m in shared if m.inner is op.inner or m.inner == op.inner), None)
+        if match is None:
+            match = _SharedMap(op.inner)
+            shared.append(match)
+        match.add(g, idx, op.frames)
+    shared = [m for m in shared if len(m.members) > 1]
+    for m in shared:
+        m.finish()
+    return shared
