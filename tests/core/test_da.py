@@ -84,6 +84,13 @@ def test_gaussian_frames_is_the_belief_with_a_diagonal_error(inflation, floor):
         belief.window([3, 0, 4])
 
 
+def test_gaussian_frames_refuses_a_diverged_ensemble():
+    ens = _ensemble(4, 2, 5)
+    ens[1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="ensemble must be finite; found 1 non-finite values"):
+        GaussianFrames(ens, first=0, min_variance=1e-2)
+
+
 def test_smooth_lands_on_the_exact_posterior():
     """One window, an exact Gaussian prior and a near-exact sampler: the engine's posterior."""
     gen = torch.Generator().manual_seed(1)
