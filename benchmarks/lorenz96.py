@@ -74,7 +74,6 @@ def main() -> None:
     parser.add_argument("--schedule", default=None)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--past", type=int, default=1, help="filter: belief frames")
-    parser.add_argument("--lag", type=int, default=None, help="filter: cycles re-assimilated")
     parser.add_argument("--inflation", type=float, default=1.0)
     parser.add_argument("--floor", type=float, default=1.0, help="belief diagonal floor")
     parser.add_argument("--stride", type=int, default=None, help="window stride")
@@ -121,7 +120,7 @@ def main() -> None:
 
         ens = filter_analyses(
             denoiser, obs, members=args.members, frame=(40,), window=window, config=config,
-            past=args.past, lag=args.lag, stride=stride, inflation=args.inflation,
+            past=args.past, stride=stride, inflation=args.inflation,
             floor=args.floor, seed=args.seed, callback=progress,
         )  # fmt: skip
         seconds = time.perf_counter() - start

@@ -12,6 +12,7 @@ from xappa.core.da import (
     Joined,
     SamplingConfig,
     Shifted,
+    filter_analyses,
     generator,
     smooth,
 )
@@ -83,6 +84,13 @@ def test_gaussian_frames_is_the_belief_with_a_diagonal_error(inflation, floor):
         belief.window([3, 0, 4])
 
 
+def test_gaussian_frames_refuses_a_diverged_ensemble():
+    ens = _ensemble(4, 2, 5)
+    ens[1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="ensemble must be finite; found 1 non-finite values"):
+        GaussianFrames(ens, first=0, min_variance=1e-2)
+
+
 def test_smooth_lands_on_the_exact_posterior():
     """One window, an exact Gaussian prior and a near-exact sampler: the engine's posterior."""
     gen = torch.Generator().manual_seed(1)
@@ -118,6 +126,56 @@ def test_smooth_lands_on_the_exact_posterior():
     assert ((x.mean(0) - post_mean).abs() / sd).max() < 4 / 4096**0.5 * 1.5 + 0.05
     ratio = x.var(0) / post_cov.diagonal()
     assert ratio.min() > 0.9 and ratio.max() < 1.1, ratio
+
+
+@pytest.mark.parametrize("past", [1, 2])
+def test_filter_is_the_kalman_filter(past):
+    """A linear-Gaussian AR(1) model with its exact window prior: the Kalman filter's moments.
+
+    The observation error (0.01) is small next to the prior variance (about 1), so the
+    prior's own density on the belief frames, which the filter keeps, changes the answer by
+    about 1 %; every site is unobserved at frame 3 and one at frame 5.
+    """
+    k, n, r, length, members = 3, 2, 0.01, 6, 256
+    a = torch.tensor([[0.8, 0.3], [-0.2, 0.7]], dtype=F64)
+    q = 0.3 * torch.eye(n, dtype=F64)
+    s = torch.eye(n, dtype=F64)
+    for _ in range(300):  # the stationary covariance
+        s = a @ s @ a.T + q
+    cov = torch.empty(k * n, k * n, dtype=F64)
+    for i in range(k):
+        for j in range(k):
+            block = torch.linalg.matrix_power(a, abs(i - j)) @ s
+            cov[i * n : (i + 1) * n, j * n : (j + 1) * n] = block if i >= j else block.T
+
+    class Window(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.exact = GaussianDenoiser(torch.zeros(k * n, dtype=F64), cov)
+
+        def forward(self, x, sigma, **kwargs):
+            return self.exact(x.flatten(1), sigma).reshape(x.shape)
+
+    gen = torch.Generator().manual_seed(0)
+    values = 1.5 * torch.randn(length, n, generator=gen, dtype=F64)
+    mask = torch.ones(length, n, dtype=torch.bool)
+    mask[3], mask[5, 0] = False, False
+    config = SamplingConfig(sampler="lms", steps=32, schedule="loglinear", iterations=2 * n)
+    x = filter_analyses(
+        Window(), DenseObservations(values, mask, r), members=members, frame=(n,), window=k,
+        config=config, past=past, min_variance=1e-8, analysis=list(range(length)), dtype=F64,
+    )  # fmt: skip
+    mean, var = torch.zeros(n, dtype=F64), s.clone()
+    for t in range(length):
+        if t > 0:
+            mean, var = a @ mean, a @ var @ a.T + q
+        h = torch.eye(n, dtype=F64)[mask[t]]
+        gain = var @ h.T @ torch.linalg.inv(h @ var @ h.T + r * torch.eye(len(h), dtype=F64))
+        mean, var = mean + gain @ (values[t][mask[t]] - h @ mean), var - gain @ h @ var
+        sd = var.diagonal().sqrt()
+        assert ((x[:, t].mean(0) - mean).abs() / sd).max() < 0.35, t
+        ratio = x[:, t].var(0) / var.diagonal()
+        assert 0.7 < ratio.min() and ratio.max() < 1.4, (t, ratio)
 
 
 @pytest.mark.parametrize(

@@ -73,14 +73,28 @@ def test_observe_subsets_and_noise():
     np.testing.assert_array_equal(obs.y.values, again.y.values)
 
 
+def test_observe_offsets_pick_any_sublattice():
+    truth = l96.simulate(steps=12, seed=0, spinup=10)
+    kwargs = {"site_step": 4, "time_step": 3, "site_offset": 3, "time_offset": 2}
+    obs = l96.observe(truth, **kwargs, variance=1e-8, seed=1)
+    np.testing.assert_array_equal(obs.site.values, np.arange(3, 40, 4))
+    np.testing.assert_allclose(obs.time.values, truth.time.values[2::3])
+    assert (obs.attrs["site_offset"], obs.attrs["time_offset"]) == (3, 2)
+    picked = truth.x.isel(time=slice(2, None, 3), site=slice(3, None, 4)).values
+    np.testing.assert_allclose(obs.y.values, picked, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"site_step": 0}, "site_step >= 1"),
         ({"variance": 0.0}, "variance > 0"),
         ({"time_step": -1}, "time_step >= 1"),
+        ({"site_step": 4, "site_offset": 4}, r"site_offset must be an int in \[0, 4\); found 4"),
+        ({"time_step": 2, "time_offset": -1}, r"time_offset must be an int in \[0, 2\); found -1"),
+        ({"site_offset": 0.0}, r"site_offset must be an int in \[0, 1\); found 0.0"),
     ],
-    ids=["site_step", "variance", "time_step"],
+    ids=["site_step", "variance", "time_step", "site_offset", "time_offset", "float_offset"],
 )
 def test_observe_rejects_bad_values(kwargs, match):
     truth = l96.simulate(steps=3, seed=0, spinup=10)

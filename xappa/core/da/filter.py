@@ -65,20 +65,6 @@ def _times(observations: Sequence[FrameObservations], analysis: Sequence[int] | 
     return times
 
 
-def _background_cycle(
-    times: Sequence[int], i: int, window: int, past: int, lag: int | None
-) -> int | None:
-    """Return the cycle whose belief cycle ``i`` starts from (None: raw data from frame 0)."""
-    if times[i] + 1 <= window:
-        return None
-    first = i - 1
-    while first > 0 and times[i] - times[first - 1] + past <= window:
-        if lag is not None and i - (first - 1) > lag:
-            break
-        first -= 1
-    return first
-
-
 def filter_analyses(
     denoiser: nn.Module,
     observations: FrameObservations | Sequence[FrameObservations],
@@ -89,7 +75,6 @@ def filter_analyses(
     config: SamplingConfig,
     analysis: Sequence[int] | None = None,
     past: int = 1,
-    lag: int | None = None,
     stride: int | None = None,
     inflation: float = 1.0,
     floor: float = 0.0,
@@ -121,12 +106,8 @@ def filter_analyses(
         The analysis times (frame indices, increasing); by default every frame with an
         observation.
     past : int
-        :math:`P`, the frames ending at the background's analysis time carried as the
-        Gaussian belief.
-    lag : int, optional
-        The most earlier cycles whose raw observations a cycle assimilates again (from the
-        belief of the cycle before them); by default as many as fit in one window with the
-        belief, at least one.
+        :math:`P`, the frames ending at the previous analysis time carried as the Gaussian
+        belief, from 1 to :math:`K - 1`.
     stride : int, optional
         The stride of the windows of a cycle that spans more than one (default
         :math:`\lceil K / 2 \rceil`).
@@ -167,27 +148,23 @@ def filter_analyses(
     if not 1 <= past <= window - 1:
         msg = f"past must be in [1, window - 1 = {window - 1}]; found {past}"
         raise ValueError(msg)
-    if lag is not None and lag < 1:
-        msg = f"lag must be a positive int or None; found {lag}"
-        raise ValueError(msg)
     stride = -(-window // 2) if stride is None else int(stride)
     times = _times(experiments, analysis)
     out: list[Tensor] = []
-    tails: list[Tensor] = []  # per cycle: its last `past` frames, (E, M, P, *frame)
+    tail: Tensor | None = None  # the previous cycle's last `past` frames, (E, M, P, *frame)
     for i, t in enumerate(times):
-        b = _background_cycle(times, i, window, past, lag)
-        cycle = []
-        if b is None:
+        cycle: list[FrameObservations] = []
+        if tail is None:  # the first cycle: every observation up to t
             start, hide = 0, 0
         else:
-            start, hide = times[b] - tails[b].shape[2] + 1, times[b] + 1
+            start, hide = times[i - 1] - tail.shape[2] + 1, times[i - 1] + 1
         for e, obs in enumerate(experiments):
             raw = Shifted(obs, offset=start, hide_before=hide)
-            if b is None:
+            if tail is None:
                 cycle.append(raw)
                 continue
             belief = GaussianFrames(
-                tails[b][e], 0, inflation=inflation, floor=floor, min_variance=min_variance
+                tail[e], 0, inflation=inflation, floor=floor, min_variance=min_variance
             )
             cycle.append(Joined([belief, raw]))
         length = t - start + 1
@@ -209,7 +186,7 @@ def filter_analyses(
             dtype=dtype,
         )  # (E, M, length, *frame)
         out.append(x[:, :, -1])
-        tails.append(x[:, :, -min(past, length) :])
+        tail = x[:, :, -min(past, length) :]
         if callback is not None:
             callback(i + 1, len(times))
     analyses = torch.stack(out, dim=2)

@@ -181,6 +181,13 @@ class GaussianFrames:
         self.frames = ensemble.shape[1]
         self.frame_shape = tuple(ensemble.shape[2:])
         ens = ensemble.detach().to(torch.float64)
+        bad = int((~torch.isfinite(ens)).sum())
+        if bad:
+            msg = (
+                f"ensemble must be finite; found {bad} non-finite values of {ens.numel()} "
+                "(the sampling that drew it diverged)"
+            )
+            raise ValueError(msg)
         self.mean = ens.mean(0)  # (P, *frame)
         self.anomalies = (ens - self.mean) * (inflation / (ens.shape[0] - 1)) ** 0.5
         v0 = torch.as_tensor(min_variance, dtype=torch.float64, device=ens.device)

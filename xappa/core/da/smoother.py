@@ -83,7 +83,8 @@ def smooth(
     members : int
         Trajectories drawn per experiment.
     length : int
-        The trajectory length :math:`L` (padded internally, trimmed on return).
+        The trajectory length :math:`L` (padded internally, trimmed on return); the
+        observations of frames from :math:`L` on are not used.
     frame : sequence of int
         The frame shape.
     window, stride : int
@@ -121,8 +122,10 @@ def smooth(
     experiments = list(observations) if many else [observations]
     padded = padded_length(length, window, stride)
     n = window_count(padded, window, stride)
+    # The padding frames [L, L') are no part of the trajectory: they have no data (a filter
+    # cycle ending at t must not see the observations after t).
     per_window: list[Observation | None] = [
-        obs.window(list(range(w * stride, w * stride + window)))
+        obs.window([f if f < length else -1 for f in range(w * stride, w * stride + window)])
         for obs in experiments
         for w in range(n)
     ]
