@@ -241,7 +241,7 @@ def assimilate_lorenz96(
     seed : int
         The seed of the ensemble.
     **filter_options
-        Options of :func:`xappa.core.da.filter_analyses` (``past``, ``inflation``,
+        Options of :func:`xappa.core.da.filter_analyses` (``past``, ``lag``, ``inflation``,
         ``floor``, ``min_variance``).
 
     Returns

@@ -1,27 +1,36 @@
 r"""The filter: causal analyses at observation times, cycling an ensemble.
 
 Cycle :math:`i` makes the analysis of time :math:`t_i` from the observations up to
-:math:`t_i` only. It draws, for every member in one batch, a short trajectory over frames
-:math:`[t_{i-1} - P + 1, t_i]` with the smoother of :mod:`xappa.core.da.smoother`:
+:math:`t_i` only. It starts from the belief left by an earlier cycle :math:`b < i`, the
+earliest one whose analysis time and ``past`` frames still fit in one window with
+:math:`t_i` (at most ``lag`` cycles back; the previous cycle when the gap is longer than a
+window), and draws, for every member in one batch, a trajectory over frames
+:math:`[t_b - P + 1, t_i]` with the smoother of :mod:`xappa.core.da.smoother`:
 
-* its first frames, up to the previous analysis time :math:`t_{i-1}`, are observed as the
-  Gaussian belief :math:`\mathcal{N}(\mu, \Sigma)` left by the previous cycle: the mean and
-  the full (low-rank) covariance of the previous cycle's ensemble over those :math:`P`
-  frames, plus a diagonal floor (:class:`~xappa.core.da.observations.GaussianFrames`);
-* its later frames, :math:`(t_{i-1}, t_i]`, get the raw observations of those frames.
+* its first frames, up to :math:`t_b`, are observed as the Gaussian belief
+  :math:`\mathcal{N}(\mu, \Sigma)` of cycle :math:`b`: the mean and the full (low-rank)
+  covariance of that cycle's ensemble over those :math:`P` frames, plus a diagonal floor
+  (:class:`~xappa.core.da.observations.GaussianFrames`);
+* its later frames, :math:`(t_b, t_i]`, get the raw observations of those frames.
 
 With a Gaussian belief and a linear-Gaussian model this is Bayes' rule exactly,
 
-.. math:: p(x_{t_{i-1} - P + 1 : t_i} \mid y_{\le t_i}) \propto
-    \mathcal{N}(x_{t_{i-1} - P + 1 : t_{i-1}}; \mu, \Sigma) \,
-    p(x_{t_{i-1} + 1 : t_i} \mid x_{\le t_{i-1}}) \prod_{t_{i-1} < s \le t_i} p(y_s \mid x_s),
+.. math:: p(x_{t_b - P + 1 : t_i} \mid y_{\le t_i}) \propto
+    \mathcal{N}(x_{t_b - P + 1 : t_b}; \mu, \Sigma) \,
+    p(x_{t_b + 1 : t_i} \mid x_{\le t_b}) \prod_{t_b < s \le t_i} p(y_s \mid x_s),
 
 with the dynamics given by the learned prior (up to the prior's own density on the belief
-frames, which is broad next to :math:`\Sigma`); no observation is counted twice. Frame
-:math:`t_i` of each drawn trajectory is the analysis; the last :math:`P` frames carry the
-belief to the next cycle. Cycle :math:`i` is seeded with the key :math:`i`, so a change of
-the observations after :math:`t_i` leaves the analyses up to :math:`t_i` unchanged, bit for
-bit.
+frames, which is broad next to :math:`\Sigma`); within the chain of cycles
+:math:`\dots \to b \to i` no observation is counted twice. Starting from :math:`b` rather
+than :math:`i - 1` lets one guided window see every observed frame since :math:`t_b`
+instead of a single new one: measured on Lorenz-96 (Sakov setting, one trajectory, 40
+cycles, DDIM 10, GMRES 6, 16 members), 0.34 against 0.88 for the previous-cycle start, at
+the same cost per cycle; where only one observation time fits in a window (a long gap) the
+two are the same. The cycles therefore form interleaved chains (as many as observation
+times fit in a window). Frame :math:`t_i` of each drawn trajectory is the analysis; its
+last :math:`P` frames are its belief. Cycle :math:`i` is seeded with the key :math:`i`, and
+the frames after :math:`t_i` carry no observation, so a change of the observations after
+:math:`t_i` leaves the analyses up to :math:`t_i` unchanged, bit for bit.
 
 The analyses are made at the observation times (or the times asked for), one draw per
 cycle, whatever the gap between them: a gap longer than a window is covered by several
@@ -65,6 +74,20 @@ def _times(observations: Sequence[FrameObservations], analysis: Sequence[int] | 
     return times
 
 
+def _background_cycle(
+    times: Sequence[int], i: int, window: int, past: int, lag: int | None
+) -> int | None:
+    """Return the cycle whose belief cycle ``i`` starts from (None: raw data from frame 0)."""
+    if times[i] + 1 <= window:
+        return None
+    first = i - 1
+    while first > 0 and times[i] - times[first - 1] + past <= window:
+        if lag is not None and i - (first - 1) > lag:
+            break
+        first -= 1
+    return first
+
+
 def filter_analyses(
     denoiser: nn.Module,
     observations: FrameObservations | Sequence[FrameObservations],
@@ -75,6 +98,7 @@ def filter_analyses(
     config: SamplingConfig,
     analysis: Sequence[int] | None = None,
     past: int = 1,
+    lag: int | None = None,
     stride: int | None = None,
     inflation: float = 1.0,
     floor: float = 0.0,
@@ -106,8 +130,12 @@ def filter_analyses(
         The analysis times (frame indices, increasing); by default every frame with an
         observation.
     past : int
-        :math:`P`, the frames ending at the previous analysis time carried as the Gaussian
-        belief, from 1 to :math:`K - 1`.
+        :math:`P`, the frames ending at the background's analysis time carried as the
+        Gaussian belief.
+    lag : int, optional
+        The most earlier cycles whose raw observations a cycle assimilates again (from the
+        belief of the cycle before them); by default as many as fit in one window with the
+        belief, at least one.
     stride : int, optional
         The stride of the windows of a cycle that spans more than one (default
         :math:`\lceil K / 2 \rceil`).
@@ -148,23 +176,27 @@ def filter_analyses(
     if not 1 <= past <= window - 1:
         msg = f"past must be in [1, window - 1 = {window - 1}]; found {past}"
         raise ValueError(msg)
+    if lag is not None and lag < 1:
+        msg = f"lag must be a positive int or None; found {lag}"
+        raise ValueError(msg)
     stride = -(-window // 2) if stride is None else int(stride)
     times = _times(experiments, analysis)
     out: list[Tensor] = []
-    tail: Tensor | None = None  # the previous cycle's last `past` frames, (E, M, P, *frame)
+    tails: list[Tensor] = []  # per cycle: its last `past` frames, (E, M, P, *frame)
     for i, t in enumerate(times):
-        cycle: list[FrameObservations] = []
-        if tail is None:  # the first cycle: every observation up to t
+        b = _background_cycle(times, i, window, past, lag)
+        cycle = []
+        if b is None:
             start, hide = 0, 0
         else:
-            start, hide = times[i - 1] - tail.shape[2] + 1, times[i - 1] + 1
+            start, hide = times[b] - tails[b].shape[2] + 1, times[b] + 1
         for e, obs in enumerate(experiments):
             raw = Shifted(obs, offset=start, hide_before=hide)
-            if tail is None:
+            if b is None:
                 cycle.append(raw)
                 continue
             belief = GaussianFrames(
-                tail[e], 0, inflation=inflation, floor=floor, min_variance=min_variance
+                tails[b][e], 0, inflation=inflation, floor=floor, min_variance=min_variance
             )
             cycle.append(Joined([belief, raw]))
         length = t - start + 1
@@ -186,7 +218,7 @@ def filter_analyses(
             dtype=dtype,
         )  # (E, M, length, *frame)
         out.append(x[:, :, -1])
-        tail = x[:, :, -min(past, length) :]
+        tails.append(x[:, :, -min(past, length) :])
         if callback is not None:
             callback(i + 1, len(times))
     analyses = torch.stack(out, dim=2)
