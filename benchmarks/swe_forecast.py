@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from swe_osse import prepare  # benchmarks/ is the script's folder
 
 import xappa
-from xappa.commands._args import add_sampling_arguments, sampling_from_args
-from xappa.commands.demo import DEMO_SAMPLING
+from xappa.commands._args import add_sampling_arguments
 from xappa.evaluation import evaluate
 from xappa.forecasting import LEAD
-from xappa.testbeds.osse import OBSERVING_SYSTEMS, load_climatology, observe
+from xappa.testbeds.osse import OBSERVING_SYSTEMS, observe
 from xappa.testbeds.shallow_water import run_solver, simulate
 
 REFERENCES = ("persistence", "climatology", "solver")
@@ -139,13 +139,7 @@ def main() -> None:
     parser.add_argument("--figure", help="write RMSE and spread/skill by lead to this PNG")
     parser.add_argument("--json", help="write the per-start scores to this file")
     args = parser.parse_args()
-    if args.demo and args.sampling is None:
-        args.sampling_base = DEMO_SAMPLING
-    sampling = sampling_from_args(args)
-    torch.set_num_threads(args.threads)
-    xappa.set_options(progress=False)
-    model = xappa.load_model(args.model)
-    climatology = load_climatology(args.model)
+    sampling, model, climatology = prepare(args)
     rows = []
     for k in range(args.starts):
         t0 = time.perf_counter()

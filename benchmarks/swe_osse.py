@@ -116,6 +116,16 @@ def rank_figure(results: dict[str, list[dict]], members: int, path: str, title: 
     plt.close(fig)
 
 
+def prepare(args: argparse.Namespace) -> tuple:
+    """The sampling (``--demo`` starts from the demo's), threads, model and climatology."""
+    if args.demo and args.sampling is None:
+        args.sampling_base = DEMO_SAMPLING
+    sampling = sampling_from_args(args)
+    torch.set_num_threads(args.threads)
+    xappa.set_options(progress=False)
+    return sampling, xappa.load_model(args.model), load_climatology(args.model)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="swe-default")
@@ -131,13 +141,7 @@ def main() -> None:
     parser.add_argument("--figure", help="write the rank histograms to this PNG")
     parser.add_argument("--json", help="write the per-window scores to this file")
     args = parser.parse_args()
-    if args.demo and args.sampling is None:
-        args.sampling_base = DEMO_SAMPLING
-    sampling = sampling_from_args(args)
-    torch.set_num_threads(args.threads)
-    xappa.set_options(progress=False)
-    model = xappa.load_model(args.model)
-    climatology = load_climatology(args.model)
+    sampling, model, climatology = prepare(args)
     results: dict[str, list[dict]] = {name: [] for name in args.systems}
     for k in range(args.windows):
         seed = args.first_seed + k
