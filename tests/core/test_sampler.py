@@ -14,6 +14,7 @@ from xappa.core.diffusion.sampler import (
     HeunSampler,
     LMSSampler,
     PCSampler,
+    Sampler,
     create_sampler,
     lms_coefficients,
 )
@@ -181,6 +182,45 @@ def test_call_integrates_given_state(prior):
     gen = torch.Generator().manual_seed(3)
     x1 = sampler.schedule.sigma_tmax * torch.randn(4, DIM, dtype=F64, generator=gen)
     torch.testing.assert_close(sampler(x1), sampler.sample((4, DIM), seed=3, dtype=F64))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_levels_follow_the_written_grids(name):
+    schedule = create_schedule("rectified", bfloat16=True)
+    jumps, levels = time_grids(schedule, 6)
+    expected = list(itertools.pairwise(levels)) if name in ("lms", "heun") else jumps
+    got = create_sampler(name, Recorder(), schedule=schedule, steps=6).levels()
+    assert len(got) == 6
+    assert [s for pair in got for s in pair] == pytest.approx(
+        [s for pair in expected for s in pair], rel=1e-12
+    )
+
+
+class EulerSampler(Sampler):
+    """A sampler written as its step only: Euler on the LMS/Heun grid."""
+
+    walks_grid = True
+
+    def step(self, x, sigma_t, sigma_s, *, state, generator, cond):
+        state["seen"] = state.get("seen", 0) + 1
+        assert state["seen"] == len(self.calls) + 1  # a fresh memory for every call
+        self.calls.append(sigma_t)
+        return x + (sigma_s - sigma_t) * (x - self._denoise(x, sigma_t, cond)) / sigma_t
+
+
+def test_the_base_loop_runs_any_step(prior):
+    # Euler in sigma is LMS of order 1; the loop, callback and no_grad come from the base.
+    _, _, denoiser = prior
+    euler = EulerSampler(denoiser, steps=7)
+    for _ in range(2):
+        euler.calls, progress = [], []
+        x = euler.sample(
+            (4, DIM), seed=5, dtype=F64, callback=lambda k, n, p=progress: p.append((k, n))
+        )
+        assert progress == [(k, 7) for k in range(1, 8)]
+        assert euler.calls == [sigma_t for sigma_t, _ in euler.levels()]
+    lms = LMSSampler(denoiser, steps=7, order=1).sample((4, DIM), seed=5, dtype=F64)
+    torch.testing.assert_close(x, lms, rtol=1e-12, atol=1e-12)
 
 
 def test_no_grad_during_sampling():

@@ -19,6 +19,12 @@ Two time grids are used, as in Appa:
 
 Coefficients are computed in float64 on the host; the state keeps the dtype of ``x1``.
 
+The loop over noise levels, the progress callback and :func:`torch.no_grad` live once, in
+:meth:`Sampler.__call__`; each sampler only writes :meth:`Sampler.step`, one move from
+:math:`\sigma_t` to :math:`\sigma_s`. A sampler with memory (LMS's past derivatives) keeps it
+in the ``state`` dictionary that :meth:`Sampler.__call__` creates afresh for every call, never
+on the sampler, so a sampler can be called again, or from several threads.
+
 References
 ----------
 * Ho et al. (2020). Denoising Diffusion Probabilistic Models. https://arxiv.org/abs/2006.11239
@@ -45,6 +51,7 @@ __all__ = [
     "lms_coefficients",
 ]
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -81,6 +88,8 @@ class Sampler:
     """
 
     name = "sampler"
+    walks_grid = False
+    """Whether the steps walk the grid of :meth:`levels` (LMS, Heun) rather than jump."""
 
     def __init__(
         self,
@@ -133,8 +142,68 @@ class Sampler:
             The samples at :math:`\sigma_{min}`, with the shape and dtype of ``x1``.
         """
         torch._check(x1.ndim >= 1, lambda: f"x1 must have shape (B, *); found {tuple(x1.shape)}")
+        x = x1
+        state: dict[str, Any] = {}
         with torch.no_grad():
-            return self._integrate(x1, generator, callback, cond)
+            for k, (sigma_t, sigma_s) in enumerate(self.levels()):
+                x = self.step(x, sigma_t, sigma_s, state=state, generator=generator, cond=cond)
+                if callback is not None:
+                    callback(k + 1, self.steps)
+        return x
+
+    def levels(self) -> list[tuple[float, float]]:
+        r"""Return the noise levels of the steps, in order.
+
+        Returns
+        -------
+        list of (float, float)
+            ``steps`` float64 pairs :math:`(\sigma_t, \sigma_s)`: the jumps
+            :math:`\sigma(t_k) \to \sigma(t_k - \Delta t)` (DDPM, DDIM, PC) or the
+            consecutive levels of the grid :math:`\sigma(\mathrm{linspace}(t_{max}, 0,
+            \mathrm{steps} + 1))` (LMS, Heun); see the module's description.
+        """
+        if self.walks_grid:
+            t = torch.linspace(self.schedule.t_max, 0, self.steps + 1, dtype=torch.float64)
+            return list(itertools.pairwise(self.schedule(t).tolist()))
+        dt = 1 / self.steps
+        t = torch.linspace(self.schedule.t_max, dt, self.steps, dtype=torch.float64)
+        return list(zip(self.schedule(t).tolist(), self.schedule(t - dt).tolist(), strict=True))
+
+    def step(
+        self,
+        x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
+        generator: torch.Generator | None,
+        cond: dict[str, Any],
+    ) -> Tensor:
+        r"""Move the state from :math:`\sigma_t` to :math:`\sigma_s < \sigma_t` (one step).
+
+        :meth:`__call__` calls it once per pair of :meth:`levels`, under
+        :func:`torch.no_grad`; each sampler writes only this.
+
+        Parameters
+        ----------
+        x : Tensor
+            The state at :math:`\sigma_t`, with shape ``(B, *)``.
+        sigma_t, sigma_s : float
+            The noise levels before and after the step.
+        state : dict
+            The memory of one call of :meth:`__call__`, empty at its first step (LMS keeps its
+            past derivatives here).
+        generator : torch.Generator or None
+            The source of the sampler's noise.
+        cond : dict
+            Conditioning passed to the denoiser.
+
+        Returns
+        -------
+        Tensor
+            The state at :math:`\sigma_s`, with the shape and dtype of ``x``.
+        """
+        raise NotImplementedError
 
     def sample(
         self,
@@ -185,28 +254,8 @@ class Sampler:
 
     # Internals -----------------------------------------------------------------------------
 
-    def _integrate(
-        self,
-        x: Tensor,
-        generator: torch.Generator | None,
-        callback: Callback | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
-        raise NotImplementedError
-
     def _denoise(self, x: Tensor, sigma: float, cond: dict[str, Any]) -> Tensor:
         return self.denoiser(x, x.new_full((x.shape[0],), sigma), **cond)
-
-    def _jumps(self) -> list[tuple[float, float]]:
-        """Return the float64 pairs (sigma_t, sigma_s) of the DDPM/DDIM/PC grid."""
-        dt = 1 / self.steps
-        t = torch.linspace(self.schedule.t_max, dt, self.steps, dtype=torch.float64)
-        return list(zip(self.schedule(t).tolist(), self.schedule(t - dt).tolist(), strict=True))
-
-    def _grid(self) -> list[float]:
-        """Return the float64 noise levels of the LMS/Heun grid, ``steps + 1`` of them."""
-        t = torch.linspace(self.schedule.t_max, 0, self.steps + 1, dtype=torch.float64)
-        return self.schedule(t).tolist()
 
 
 def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -225,20 +274,19 @@ class DDPMSampler(Sampler):
 
     name = "ddpm"
 
-    def _integrate(
+    def step(  # noqa: D102
         self,
         x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
         generator: torch.Generator | None,
-        callback: Callback | None,
         cond: dict[str, Any],
     ) -> Tensor:
-        for k, (sigma_t, sigma_s) in enumerate(self._jumps()):
-            tau = 1 - (sigma_s / sigma_t) ** 2
-            x_hat = self._denoise(x, sigma_t, cond)
-            x = x - tau * (x - x_hat) + sigma_s * math.sqrt(tau) * _noise(x, generator)
-            if callback is not None:
-                callback(k + 1, self.steps)
-        return x
+        tau = 1 - (sigma_s / sigma_t) ** 2
+        x_hat = self._denoise(x, sigma_t, cond)
+        return x - tau * (x - x_hat) + sigma_s * math.sqrt(tau) * _noise(x, generator)
 
 
 class DDIMSampler(Sampler):
@@ -252,19 +300,18 @@ class DDIMSampler(Sampler):
 
     name = "ddim"
 
-    def _integrate(
+    def step(  # noqa: D102
         self,
         x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
         generator: torch.Generator | None,
-        callback: Callback | None,
         cond: dict[str, Any],
     ) -> Tensor:
-        for k, (sigma_t, sigma_s) in enumerate(self._jumps()):
-            x_hat = self._denoise(x, sigma_t, cond)
-            x = x_hat + (sigma_s / sigma_t) * (x - x_hat)
-            if callback is not None:
-                callback(k + 1, self.steps)
-        return x
+        x_hat = self._denoise(x, sigma_t, cond)
+        return x_hat + (sigma_s / sigma_t) * (x - x_hat)
 
 
 class PCSampler(Sampler):
@@ -331,26 +378,25 @@ class PCSampler(Sampler):
 
     @property
     def evaluations(self) -> int:  # noqa: D102
-        corrected = sum(sigma_t <= self.correct_below for sigma_t, _ in self._jumps())
+        corrected = sum(sigma_t <= self.correct_below for sigma_t, _ in self.levels())
         return self.steps + self.corrections * corrected
 
-    def _integrate(
+    def step(  # noqa: D102
         self,
         x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
         generator: torch.Generator | None,
-        callback: Callback | None,
         cond: dict[str, Any],
     ) -> Tensor:
         delta = self.delta
-        for k, (sigma_t, sigma_s) in enumerate(self._jumps()):
-            for _ in range(self.corrections if sigma_t <= self.correct_below else 0):
-                x_hat = self._denoise(x, sigma_t, cond)
-                x = x + delta * (x_hat - x) + math.sqrt(2 * delta) * sigma_t * _noise(x, generator)
+        for _ in range(self.corrections if sigma_t <= self.correct_below else 0):
             x_hat = self._denoise(x, sigma_t, cond)
-            x = x_hat + (sigma_s / sigma_t) * (x - x_hat)
-            if callback is not None:
-                callback(k + 1, self.steps)
-        return x
+            x = x + delta * (x_hat - x) + math.sqrt(2 * delta) * sigma_t * _noise(x, generator)
+        x_hat = self._denoise(x, sigma_t, cond)
+        return x_hat + (sigma_s / sigma_t) * (x - x_hat)
 
     def __repr__(self) -> str:
         return (
@@ -430,6 +476,7 @@ class LMSSampler(Sampler):
     """
 
     name = "lms"
+    walks_grid = True
 
     def __init__(
         self,
@@ -445,23 +492,22 @@ class LMSSampler(Sampler):
             raise ValueError(msg)
         self.order = order
 
-    def _integrate(
+    def step(  # noqa: D102
         self,
         x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
         generator: torch.Generator | None,
-        callback: Callback | None,
         cond: dict[str, Any],
     ) -> Tensor:
-        sigmas = self._grid()
-        history: list[Tensor] = []  # newest first
-        for i in range(self.steps):
-            z = (x - self._denoise(x, sigmas[i], cond)) / sigmas[i]
-            history = [z, *history[: self.order - 1]]
-            coeffs = lms_coefficients(sigmas, i, len(history))
-            x = x + sum(c * z_j for c, z_j in zip(coeffs, history, strict=True))
-            if callback is not None:
-                callback(i + 1, self.steps)
-        return x
+        z = (x - self._denoise(x, sigma_t, cond)) / sigma_t
+        # The last `order` pairs (sigma_i, z_i), newest first; the per-call memory of LMS.
+        history = state["history"] = [(sigma_t, z), *state.get("history", [])[: self.order - 1]]
+        nodes = [sigma for sigma, _ in reversed(history)] + [sigma_s]
+        coeffs = lms_coefficients(nodes, len(history) - 1, len(history))
+        return x + sum(c * z_j for c, (_, z_j) in zip(coeffs, history, strict=True))
 
     def __repr__(self) -> str:
         return f"LMSSampler(schedule={self.schedule!r}, steps={self.steps}, order={self.order})"
@@ -484,29 +530,27 @@ class HeunSampler(Sampler):
     """
 
     name = "heun"
+    walks_grid = True
 
     @property
     def evaluations(self) -> int:  # noqa: D102
         return 2 * self.steps
 
-    def _integrate(
+    def step(  # noqa: D102
         self,
         x: Tensor,
+        sigma_t: float,
+        sigma_s: float,
+        *,
+        state: dict[str, Any],
         generator: torch.Generator | None,
-        callback: Callback | None,
         cond: dict[str, Any],
     ) -> Tensor:
-        sigmas = self._grid()
-        for i in range(self.steps):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            h = sigma_next - sigma
-            z = (x - self._denoise(x, sigma, cond)) / sigma
-            x_euler = x + h * z
-            z_next = (x_euler - self._denoise(x_euler, sigma_next, cond)) / sigma_next
-            x = x + (h / 2) * (z + z_next)
-            if callback is not None:
-                callback(i + 1, self.steps)
-        return x
+        h = sigma_s - sigma_t
+        z = (x - self._denoise(x, sigma_t, cond)) / sigma_t
+        x_euler = x + h * z
+        z_next = (x_euler - self._denoise(x_euler, sigma_s, cond)) / sigma_s
+        return x + (h / 2) * (z + z_next)
 
 
 _SAMPLERS: dict[str, type[Sampler]] = {
