@@ -17,6 +17,8 @@ from xappa.core.da import (
     smooth,
 )
 from xappa.core.diffusion.gaussian import GaussianDenoiser
+from xappa.core.guidance.observation import Observation, ObservationBatch
+from xappa.core.operators import is_linear
 
 F64 = torch.float64
 SAMPLING_UNDER_TEST = SamplingConfig()
@@ -55,6 +57,18 @@ def test_shifted_and_joined_views():
     torch.testing.assert_close(o.values, values[3:].flatten())
     both = Joined([view, Shifted(obs, offset=0)]).window([0, 1, 2])
     assert len(both) == 4 + 6
+    x = torch.randn(3, 3, 2)
+    torch.testing.assert_close(both.operator(x), torch.cat([x[:, 1:].flatten(1), x.flatten(1)], 1))
+    # Masks and beliefs are linear, so is their union: guidance takes A' v = A v for it.
+    belief = GaussianFrames(_ensemble(6, 2, 2), first=1, min_variance=1e-2)
+    assert is_linear(Joined([belief, obs]).window([0, 1, 2]).operator)
+    assert ObservationBatch(Joined([belief, obs]).window([0, 1, 2]), 3).linear
+
+    class Squared:
+        def window(self, frames):
+            return Observation(lambda x: x.flatten(1) ** 2, torch.zeros(6), 1.0)
+
+    assert not is_linear(Joined([obs, Squared()]).window([0, 1, 2]).operator)
 
 
 def _ensemble(members: int, frames: int, sites: int, seed: int = 0) -> torch.Tensor:

@@ -21,6 +21,12 @@ from xappa.core.guidance.observation import (
     Observation,
     ObservationBatch,
 )
+from xappa.core.operators import (
+    ConcatOperator,
+    FramewiseOperator,
+    SparseOperator,
+    is_linear,
+)
 
 F64 = torch.float64
 SAMPLES = 8192
@@ -38,13 +44,17 @@ class Problem:
     noise: Tensor
 
 
-def make_problem(dim: int = 32, rows: int = 8, seed: int = 0) -> Problem:
-    """A Gaussian prior (eigenvalues log-spaced over [0.1, 10]) and M random linear rows."""
+def make_problem(
+    dim: int = 32, rows: int = 8, seed: int = 0, matrix: Tensor | None = None
+) -> Problem:
+    """A Gaussian prior (eigenvalues log-spaced over [0.1, 10]) and M random linear rows
+    (or the rows of ``matrix``, of shape ``(rows, dim)``)."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=F64))
     cov = q * torch.logspace(-1, 1, dim, dtype=F64) @ q.T
     mean = torch.randn(dim, generator=g, dtype=F64)
     mat = torch.randn(rows, dim, generator=g, dtype=F64) / dim**0.5
+    mat = mat if matrix is None else matrix
     noise = 0.05 + 0.45 * torch.rand(rows, generator=g, dtype=F64)
     x = mean + torch.linalg.cholesky(cov) @ torch.randn(dim, generator=g, dtype=F64)
     y = mat @ x + noise.sqrt() * torch.randn(rows, generator=g, dtype=F64)
@@ -288,6 +298,88 @@ def test_mmps_linear_shortcut_equals_jvp(tweedie):
     ]
     assert torch.allclose(outs[0], outs[1], atol=1e-12, rtol=0)
     assert not torch.allclose(outs[0][0], prior(x_t[:1].flatten(1), sig[:1]).reshape(3, 4))
+
+
+FRAME = (2, 4, 4)  # one pixel frame (C, H, W) of 32 entries
+
+
+def _sparse_problem() -> tuple[SparseOperator, Problem]:
+    """Bilinear-like reads (4 weighted cells per value) and the problem of their dense matrix."""
+    g = torch.Generator().manual_seed(11)
+    index = torch.randint(0, 32, (8, 4), generator=g)
+    weight = torch.rand(8, 4, generator=g, dtype=F64)
+    dense = torch.zeros(8, 32, dtype=F64)
+    dense.index_put_((torch.arange(8)[:, None].expand(8, 4), index), weight, accumulate=True)
+    return SparseOperator(index, FRAME, weight), make_problem(seed=3, matrix=dense)
+
+
+class _Frames(torch.nn.Module):
+    """The flat prior on states of any shape ``(N, *shape)`` with ``prod(shape) = 32``."""
+
+    def __init__(self, prior: GaussianDenoiser) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return self.prior(x.flatten(1), sigma).reshape(x.shape)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "concat", "framewise", "matrix"])
+@pytest.mark.parametrize("sigma", [1e-2, 1.0, 100.0], ids=lambda s: f"sigma{s:g}")
+def test_sparse_operators_take_the_linear_path(kind, sigma, monkeypatch):
+    """Sparse reads of pixel frames are linear operators: MMPS never differentiates them
+    forward (A' v = A v) and lands on the exact posterior of their dense matrix."""
+    sparse, problem = _sparse_problem()
+    state = (1, *FRAME) if kind == "framewise" else FRAME
+    operator = {
+        "sparse": sparse,
+        "concat": ConcatOperator(
+            [
+                SparseOperator(sparse.index[:5], FRAME, sparse.weight[:5]),
+                SparseOperator(sparse.index[5:], FRAME, sparse.weight[5:]),
+            ]
+        ),
+        "framewise": FramewiseOperator(
+            None, [0], torch.nn.Sequential(torch.nn.Flatten(1, 2), sparse)
+        ),
+        "matrix": problem.obs.operator,
+    }[kind]
+    obs = Observation(operator, problem.obs.values, problem.obs.variances)
+    assert is_linear(operator)
+    assert ObservationBatch(obs, 6).linear
+
+    def no_forward_mode(*args, **kwargs):
+        raise AssertionError("a linear operator was differentiated in forward mode")
+
+    monkeypatch.setattr(torch.func, "jvp", no_forward_mode)
+    g = torch.Generator().manual_seed(12)
+    x_t = problem.posterior.mean + (1 + sigma) * torch.randn(6, 32, generator=g, dtype=F64)
+    sig = torch.full((6,), sigma, dtype=F64)
+    guided = MMPSDenoiser(_Frames(problem.prior), obs, iterations=8)
+    out = guided(x_t.reshape(6, *state), sig).flatten(1)
+    assert torch.allclose(out, problem.posterior(x_t, sig), atol=1e-8 * (1 + sigma), rtol=0)
+    assert not torch.allclose(out, problem.prior(x_t, sig), atol=1e-3, rtol=0)
+
+
+def test_linearity_is_declared_or_derived():
+    sparse, problem = _sparse_problem()
+    readout = torch.nn.Sequential(torch.nn.Flatten(1, 2), sparse)
+
+    class HasLinearLayer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(32, 8)  # a layer called "linear" is no declaration
+
+    assert is_linear(MaskOperator(torch.ones(3, dtype=torch.bool)))
+    assert is_linear(problem.obs.operator) and is_linear(sparse) and is_linear(readout)
+    assert is_linear(FramewiseOperator(sparse, [0], MaskOperator(torch.ones(1, 8).bool())))
+    assert not is_linear(FramewiseOperator(torch.tanh, [0], readout))
+    assert not is_linear(
+        FramewiseOperator(None, [0], torch.nn.Sequential(readout, torch.nn.Tanh()))
+    )
+    assert not is_linear(_Wrapped(sparse))  # undeclared: differentiated, always safe
+    assert not is_linear(lambda x: x.flatten(1)) and not is_linear(HasLinearLayer())
+    assert not ObservationBatch(Observation(_Wrapped(sparse), problem.obs.values, 0.1), 2).linear
 
 
 def test_mask_operator():

@@ -1,10 +1,28 @@
-r"""Linear observation operators on a pixel state frame ``(C, H, W)``, in pure torch.
+r"""Observation operators: one family, with linearity a property of each operator.
 
-An operator reads ``M`` values from each frame: value :math:`m` is
+An observation operator :math:`A` maps a batch of states ``(N, *shape)`` to values
+``(N, M)``, written in differentiable torch operations so that guidance can take both reverse
+mode (VJP) and forward mode (``torch.func.jvp``) products. Every operator of the family derives
+from :class:`Operator` and declares ``linear``: a linear operator is its own derivative
+(:math:`A' v = A v`), which guidance uses instead of differentiating it
+(:func:`is_linear` reads it for any callable, and composites derive it from their parts).
+
+=========================== ======= =======================================================
+operator                    linear  reads
+=========================== ======= =======================================================
+:class:`MaskOperator`       yes     the entries of a state where a boolean mask is true
+:class:`MatrixOperator`     yes     :math:`H \, \mathrm{vec}(x)` for a dense matrix :math:`H`
+:class:`SparseOperator`     yes     weighted sums of entries of a pixel frame ``(C, H, W)``
+:class:`ConcatOperator`     parts   the values of several sparse operators, concatenated
+:class:`FramewiseOperator`  parts   a readout :math:`R` of a map :math:`f` (a decoder) of
+                                    single frames: linear when :math:`f` and :math:`R` are
+=========================== ======= =======================================================
+
+Sparse operators read ``M`` values from each frame: value :math:`m` is
 :math:`\sum_k w_{mk} \, x[c_m, i_{mk}, j_{mk}]`, with ``K`` entries per value (``K = 1`` for a
 gather of ``(channel, cell)`` pairs, ``K = 4`` for bilinear interpolation). Frames are
 flattened to ``C * H * W`` entries; :func:`flat_index` turns ``(channel, row, column)`` into
-that index. Operators apply to any leading batch dimensions, ``(..., C, H, W) -> (..., M)``, and
+that index. They apply to any leading batch dimensions, ``(..., C, H, W) -> (..., M)``, and
 have an adjoint ``(..., M) -> (..., C, H, W)``. They are built from ``index_select``, products
 and sums only, so both reverse mode (VJP) and forward mode (``torch.func.jvp``) work.
 
@@ -17,16 +35,67 @@ from __future__ import annotations
 
 __all__ = [
     "ConcatOperator",
+    "Framewise",
+    "FramewiseOperator",
+    "MaskOperator",
+    "MatrixOperator",
+    "Operator",
     "SparseOperator",
     "bilinear_stencil",
     "flat_index",
+    "is_linear",
     "nearest_stencil",
 ]
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+# Modules that only reshape, linear in any composition.
+_RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+class Operator(nn.Module):
+    r"""Base of the observation operators: :math:`A` maps states ``(N, *shape)`` to ``(N, M)``.
+
+    A subclass writes ``forward`` and declares :attr:`linear`, as a class attribute or, for an
+    operator built from parts, as a property derived from them.
+
+    Attributes
+    ----------
+    linear : bool
+        Whether :math:`A(a x + b x') = a A(x) + b A(x')`. Guidance then takes the tangent
+        product :math:`A' v` as :math:`A v`, without differentiating :math:`A`. False unless
+        declared.
+    """
+
+    linear: bool = False
+
+
+def is_linear(operator: object) -> bool:
+    """Return whether an operator is known to be linear.
+
+    Parameters
+    ----------
+    operator : callable
+        An :class:`Operator`, or any callable: one with a ``linear`` attribute that is
+        ``True`` counts as linear, an :class:`torch.nn.Sequential` is linear when all its
+        modules are, and :class:`torch.nn.Flatten`, :class:`torch.nn.Unflatten` and
+        :class:`torch.nn.Identity` (reshapes) are linear.
+
+    Returns
+    -------
+    bool
+        True when the operator is known to be linear; False otherwise, which is always safe
+        (guidance then differentiates it).
+    """
+    if isinstance(operator, nn.Sequential):
+        return all(is_linear(m) for m in operator)
+    if isinstance(operator, _RESHAPES):
+        return True
+    return getattr(operator, "linear", False) is True
 
 
 def flat_index(channel: Tensor, cell: Tensor, shape: Sequence[int]) -> Tensor:
@@ -55,7 +124,164 @@ def flat_index(channel: Tensor, cell: Tensor, shape: Sequence[int]) -> Tensor:
     return channel * (h * w) + cell
 
 
-class SparseOperator(nn.Module):
+class MaskOperator(Operator):
+    r"""Creates the operator selecting the entries of a state where a mask is true.
+
+    Parameters
+    ----------
+    mask : Tensor
+        A boolean mask with the shape ``shape`` of one state (one window), with ``M`` true
+        entries.
+    """
+
+    linear = True
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+        self.register_buffer("index", torch.nonzero(mask.flatten()).squeeze(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Select the masked entries.
+
+        Parameters
+        ----------
+        x : Tensor
+            States, with shape ``(N, *shape)``.
+
+        Returns
+        -------
+        Tensor
+            The selected values, with shape ``(N, M)`` in row-major order of ``mask``.
+        """
+        return x.flatten(1).index_select(1, self.index)
+
+
+class MatrixOperator(Operator):
+    r"""Creates the linear operator :math:`x \mapsto H \, \mathrm{vec}(x)`.
+
+    Parameters
+    ----------
+    matrix : Tensor
+        The matrix :math:`H`, with shape ``(M, D)`` where ``D`` is the size of one state.
+    """
+
+    linear = True
+
+    def __init__(self, matrix: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("matrix", matrix)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the matrix.
+
+        Parameters
+        ----------
+        x : Tensor
+            States, with shape ``(N, *shape)`` and ``prod(shape) = D``.
+
+        Returns
+        -------
+        Tensor
+            The observations, with shape ``(N, M)``.
+        """
+        return x.flatten(1) @ self.matrix.T.to(x.dtype)
+
+
+@runtime_checkable
+class Framewise(Protocol):
+    r"""What an operator declares so that windows sharing its frame map are applied together.
+
+    The operator is :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))` on windows ``x``
+    of shape ``(N, K, *frame)``. Operators whose ``inner`` maps are equal (``==``, e.g. the
+    same decoder) are applied by :class:`~xappa.core.guidance.observation.ObservationBatch`
+    with one call of ``inner`` for all their rows.
+
+    Attributes
+    ----------
+    inner : callable or None
+        :math:`f`, mapping frames ``(B, *frame)`` to images ``(B, *image)``, applied frame
+        by frame (row ``b`` of the output depends on row ``b`` of the input only); None for
+        the identity.
+    frames : Tensor
+        The window positions :math:`k_1, \dots, k_m` read, a long tensor of shape ``(m,)``.
+    readout : callable
+        :math:`R`, mapping images ``(N, m, *image)`` to ``(N, M)``.
+    """
+
+    inner: Callable[[Tensor], Tensor] | None
+    frames: Tensor
+    readout: Callable[[Tensor], Tensor]
+
+
+class FramewiseOperator(Operator):
+    r"""Creates the operator :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))`.
+
+    A map :math:`f` of single frames (a decoder), shared by the operators of several windows,
+    then this window's own readout :math:`R`: the :class:`Framewise` operators of a batch
+    with the same ``inner`` are applied with one call of ``inner``.
+
+    Parameters
+    ----------
+    inner : callable or None
+        :math:`f`, mapping frames ``(B, *frame)`` to ``(B, *image)`` frame by frame; None for
+        the identity. Pass the same object to every window that shares it.
+    frames : sequence of int
+        The window positions read, in the order the readout takes them.
+    readout : callable
+        :math:`R`, mapping ``(N, m, *image)`` (``m = len(frames)``) to ``(N, M)``.
+    """
+
+    def __init__(
+        self,
+        inner: Callable[[Tensor], Tensor] | None,
+        frames: Sequence[int],
+        readout: Callable[[Tensor], Tensor],
+    ) -> None:
+        super().__init__()
+        if inner is not None and not callable(inner):
+            msg = f"inner must be callable or None; found {type(inner).__name__}"
+            raise TypeError(msg)
+        if not callable(readout):
+            msg = f"readout must be callable; found {type(readout).__name__}"
+            raise TypeError(msg)
+        index = torch.as_tensor(list(frames), dtype=torch.long)
+        if index.ndim != 1 or index.numel() == 0 or bool((index < 0).any()):
+            msg = f"frames must be a non-empty sequence of non-negative ints; found {list(frames)}"
+            raise ValueError(msg)
+        self.inner = inner
+        self.readout = readout
+        self.register_buffer("frames", index, persistent=False)
+
+    @property
+    def linear(self) -> bool:  # type: ignore[override]
+        """Whether the operator is linear: its frame map (or identity) and readout are."""
+        return (self.inner is None or is_linear(self.inner)) and is_linear(self.readout)
+
+    def images(self, x: Tensor) -> Tensor:
+        """Return :math:`f` of the frames read, with shape ``(N, m, *image)``.
+
+        Parameters
+        ----------
+        x : Tensor
+            Windows, with shape ``(N, K, *frame)``.
+
+        Returns
+        -------
+        Tensor
+            The images of the frames read.
+        """
+        picked = x.index_select(1, self.frames.to(x.device))
+        if self.inner is None:
+            return picked
+        return self.inner(picked.flatten(0, 1)).unflatten(0, picked.shape[:2])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the operator to windows ``x`` of shape ``(N, K, *frame)``; returns ``(N, M)``."""
+        return self.readout(self.images(x))
+
+
+class SparseOperator(Operator):
     r"""Creates a linear operator reading weighted sums of frame entries.
 
     .. math:: (A x)_m = \sum_{k < K} w_{mk} \, \mathrm{vec}(x)_{n_{mk}}
@@ -71,6 +297,8 @@ class SparseOperator(nn.Module):
         The weights :math:`w_{mk}`, with shape ``(M, K)``; ones when None (then ``index`` is
         usually ``(M,)``).
     """
+
+    linear = True
 
     def __init__(self, index: Tensor, shape: Sequence[int], weight: Tensor | None = None) -> None:
         super().__init__()
@@ -147,7 +375,7 @@ class SparseOperator(nn.Module):
         return out.unflatten(-1, self.shape)
 
 
-class ConcatOperator(nn.Module):
+class ConcatOperator(Operator):
     """Creates the operator concatenating the values of several operators on the same frames.
 
     Parameters
@@ -164,6 +392,11 @@ class ConcatOperator(nn.Module):
         torch._check(len(shapes) == 1, lambda: f"parts must share a frame shape; found {shapes}")
         self.parts = nn.ModuleList(parts)
         self.shape = parts[0].shape
+
+    @property
+    def linear(self) -> bool:  # type: ignore[override]
+        """Whether the operator is linear: all its parts are."""
+        return all(is_linear(p) for p in self.parts)
 
     @property
     def n_obs(self) -> int:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 __all__ = ["DenseObservations", "FrameObservations", "GaussianFrames", "Joined", "Shifted"]
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from xappa.core.guidance.observation import MaskOperator, Observation
+from xappa.core.guidance.observation import Observation
+from xappa.core.operators import MaskOperator, Operator, is_linear
 
 
 @runtime_checkable
@@ -97,7 +98,7 @@ class DenseObservations:
         return Observation(MaskOperator(mask).to(self.values.device), values, variances)
 
 
-class WhitenedBlock(nn.Module):
+class WhitenedBlock(Operator):
     r"""Creates the linear operator :math:`x \mapsto D^{1/2} W \, \mathrm{vec}(x_{a:b})`.
 
     :math:`W = (I + Q \, \mathrm{diag}(c) \, Q^\top) D^{-1/2}` is the inverse square root of
@@ -256,11 +257,22 @@ class Joined:
         found = [o for o in (p.window(frames) for p in self.parts) if o is not None]
         if len(found) <= 1:
             return found[0] if found else None
-        ops = [o.operator for o in found]
-
-        def operator(x: Tensor) -> Tensor:
-            return torch.cat([op(x) for op in ops], dim=-1)
-
+        operator = _Concatenated([o.operator for o in found])
         values = torch.cat([o.values for o in found])
         variances = torch.cat([torch.as_tensor(o.variances).to(values) for o in found])
         return Observation(operator, values, variances)
+
+
+class _Concatenated(Operator):
+    """The values of several operators of the same windows, concatenated; linear if all are."""
+
+    def __init__(self, parts: Sequence[Callable[[Tensor], Tensor]]) -> None:
+        super().__init__()
+        self.parts = list(parts)
+
+    @property
+    def linear(self) -> bool:  # type: ignore[override]
+        return all(is_linear(op) for op in self.parts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([op(x) for op in self.parts], dim=-1)

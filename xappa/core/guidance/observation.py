@@ -17,20 +17,19 @@ residuals, of different lengths :math:`M_w`, are zero-padded to the longest. Pad
 get unit variance and a zero operator, so the padded linear system is block diagonal with an
 identity block and a zero right-hand side there: padding changes no solution.
 
+The operators themselves (masks, matrices, sparse readouts, frame maps) are one family, in
+:mod:`xappa.core.operators`; each declares whether it is linear, and guidance uses
+:math:`A' v = A v` for a batch whose operators all are (:attr:`ObservationBatch.linear`).
 Operators of different windows that share an expensive map of frames (a decoder) declare it:
-a :class:`FramewiseOperator` is :math:`A_w(x) = R_w(f(x_{k_1}), \dots, f(x_{k_m}))`, a map
-:math:`f` of single frames followed by the window's own readout :math:`R_w` (a mask, points, a
-swath). The batch applies each shared :math:`f` once to every frame all its rows read, in
+a :class:`~xappa.core.operators.FramewiseOperator` is
+:math:`A_w(x) = R_w(f(x_{k_1}), \dots, f(x_{k_m}))`, a map :math:`f` of single frames
+followed by the window's own readout :math:`R_w` (a mask, points, a swath). The batch applies each shared :math:`f` once to every frame all its rows read, in
 forward, VJP and JVP alike, then each window's readout to its rows.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "Framewise",
-    "FramewiseOperator",
-    "MaskOperator",
-    "MatrixOperator",
     "Observation",
     "ObservationBatch",
     "Observations",
@@ -38,158 +37,18 @@ __all__ = [
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-
-class MaskOperator(nn.Module):
-    r"""Creates the operator selecting the entries of a state where a mask is true.
-
-    Parameters
-    ----------
-    mask : Tensor
-        A boolean mask with the shape ``shape`` of one state (one window), with ``M`` true
-        entries.
-    """
-
-    def __init__(self, mask: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask.to(torch.bool))
-        self.register_buffer("index", torch.nonzero(mask.flatten()).squeeze(1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Select the masked entries.
-
-        Parameters
-        ----------
-        x : Tensor
-            States, with shape ``(N, *shape)``.
-
-        Returns
-        -------
-        Tensor
-            The selected values, with shape ``(N, M)`` in row-major order of ``mask``.
-        """
-        return x.flatten(1).index_select(1, self.index)
-
-
-class MatrixOperator(nn.Module):
-    r"""Creates the linear operator :math:`x \mapsto H \, \mathrm{vec}(x)`.
-
-    Parameters
-    ----------
-    matrix : Tensor
-        The matrix :math:`H`, with shape ``(M, D)`` where ``D`` is the size of one state.
-    """
-
-    def __init__(self, matrix: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("matrix", matrix)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the matrix.
-
-        Parameters
-        ----------
-        x : Tensor
-            States, with shape ``(N, *shape)`` and ``prod(shape) = D``.
-
-        Returns
-        -------
-        Tensor
-            The observations, with shape ``(N, M)``.
-        """
-        return x.flatten(1) @ self.matrix.T.to(x.dtype)
-
-
-@runtime_checkable
-class Framewise(Protocol):
-    r"""What an operator declares so that windows sharing its frame map are applied together.
-
-    The operator is :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))` on windows ``x``
-    of shape ``(N, K, *frame)``. Operators whose ``inner`` maps are equal (``==``, e.g. the
-    same decoder) are applied by :class:`ObservationBatch` with one call of ``inner`` for
-    all their rows.
-
-    Attributes
-    ----------
-    inner : callable or None
-        :math:`f`, mapping frames ``(B, *frame)`` to images ``(B, *image)``, applied frame
-        by frame (row ``b`` of the output depends on row ``b`` of the input only); None for
-        the identity.
-    frames : Tensor
-        The window positions :math:`k_1, \dots, k_m` read, a long tensor of shape ``(m,)``.
-    readout : callable
-        :math:`R`, mapping images ``(N, m, *image)`` to ``(N, M)``.
-    """
-
-    inner: Callable[[Tensor], Tensor] | None
-    frames: Tensor
-    readout: Callable[[Tensor], Tensor]
-
-
-class FramewiseOperator(nn.Module):
-    r"""Creates the operator :math:`A(x) = R(f(x_{:, k_1}), \dots, f(x_{:, k_m}))`.
-
-    A map :math:`f` of single frames (a decoder), shared by the operators of several windows,
-    then this window's own readout :math:`R`: the :class:`Framewise` operators of a batch
-    with the same ``inner`` are applied with one call of ``inner``.
-
-    Parameters
-    ----------
-    inner : callable or None
-        :math:`f`, mapping frames ``(B, *frame)`` to ``(B, *image)`` frame by frame; None for
-        the identity. Pass the same object to every window that shares it.
-    frames : sequence of int
-        The window positions read, in the order the readout takes them.
-    readout : callable
-        :math:`R`, mapping ``(N, m, *image)`` (``m = len(frames)``) to ``(N, M)``.
-    """
-
-    def __init__(
-        self,
-        inner: Callable[[Tensor], Tensor] | None,
-        frames: Sequence[int],
-        readout: Callable[[Tensor], Tensor],
-    ) -> None:
-        super().__init__()
-        if inner is not None and not callable(inner):
-            msg = f"inner must be callable or None; found {type(inner).__name__}"
-            raise TypeError(msg)
-        if not callable(readout):
-            msg = f"readout must be callable; found {type(readout).__name__}"
-            raise TypeError(msg)
-        index = torch.as_tensor(list(frames), dtype=torch.long)
-        if index.ndim != 1 or index.numel() == 0 or bool((index < 0).any()):
-            msg = f"frames must be a non-empty sequence of non-negative ints; found {list(frames)}"
-            raise ValueError(msg)
-        self.inner = inner
-        self.readout = readout
-        self.register_buffer("frames", index, persistent=False)
-
-    def images(self, x: Tensor) -> Tensor:
-        """Return :math:`f` of the frames read, with shape ``(N, m, *image)``.
-
-        Parameters
-        ----------
-        x : Tensor
-            Windows, with shape ``(N, K, *frame)``.
-
-        Returns
-        -------
-        Tensor
-            The images of the frames read.
-        """
-        picked = x.index_select(1, self.frames.to(x.device))
-        if self.inner is None:
-            return picked
-        return self.inner(picked.flatten(0, 1)).unflatten(0, picked.shape[:2])
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the operator to windows ``x`` of shape ``(N, K, *frame)``; returns ``(N, M)``."""
-        return self.readout(self.images(x))
+# The operators live in xappa.core.operators (one family); their names stay importable here.
+from xappa.core.operators import (  # noqa: F401 (FramewiseOperator, MatrixOperator re-exported)
+    Framewise,
+    FramewiseOperator,
+    MaskOperator,
+    MatrixOperator,
+    is_linear,
+)
 
 
 @dataclass(frozen=True)
@@ -274,17 +133,18 @@ class ObservationBatch:
     mask : Tensor
         True on real observations, with shape ``(N, M_max)``.
     linear : bool
-        Whether every operator is a :class:`MaskOperator` or :class:`MatrixOperator`, so that
+        Whether every operator is linear (:func:`~xappa.core.operators.is_linear`), so that
         :meth:`apply` is linear and its forward-mode derivative is :meth:`apply` itself.
 
     Notes
     -----
-    When every window's operator is a :class:`MaskOperator` on states of one shape,
-    :meth:`apply` reads all rows with a single gather of padded indices instead of one
-    operator call per window; batched windows then cost no more operator calls than one.
-    :class:`Framewise` operators with equal ``inner`` maps are applied with one call of
-    that map on all the frames their rows read (one decoder pass for all windows), then each
-    window's readout on its rows; any other operator is called once on its window's rows.
+    When every window's operator is a :class:`~xappa.core.operators.MaskOperator` on states
+    of one shape, :meth:`apply` reads all rows with a single gather of padded indices instead
+    of one operator call per window; batched windows then cost no more operator calls than
+    one. :class:`~xappa.core.operators.Framewise` operators with equal ``inner`` maps are
+    applied with one call of that map on all the frames their rows read (one decoder pass for
+    all windows), then each window's readout on its rows; any other operator is called once
+    on its window's rows.
     """
 
     def __init__(
@@ -330,7 +190,7 @@ class ObservationBatch:
         order.append(torch.nonzero(~observed).squeeze(1))
         self._inverse = torch.argsort(torch.cat(order))
         operators = [obs.operator for _, obs in self.groups]
-        self.linear = all(type(op) in (MaskOperator, MatrixOperator) for op in operators)
+        self.linear = all(is_linear(op) for op in operators)
         # Masks of every window read by one gather: (N, M_max) flat indices, 0 on padding.
         self._gather: Tensor | None = None
         if len(self.groups) > 1 and all(type(op) is MaskOperator for op in operators):
@@ -385,7 +245,7 @@ class ObservationBatch:
 
 
 class _SharedMap:
-    """The groups of a batch whose :class:`Framewise` operators share one ``inner`` map."""
+    """The groups of a batch whose :class:`~xappa.core.operators.Framewise` operators share one ``inner`` map."""
 
     def __init__(self, inner: Callable[[Tensor], Tensor] | None) -> None:
         self.inner = inner
@@ -424,7 +284,7 @@ class _SharedMap:
 
 
 def _shared_maps(groups: list[tuple[Tensor, Observation]]) -> list[_SharedMap]:
-    """Group the :class:`Framewise` operators by equal ``inner``; keep maps with 2+ windows."""
+    """Group the :class:`~xappa.core.operators.Framewise` operators by equal ``inner``; keep maps with 2+ windows."""
     shared: list[_SharedMap] = []
     for g, (idx, obs) in enumerate(groups):
         op = obs.operator
