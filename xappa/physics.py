@@ -33,16 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from xappa.core.constants import EARTH_RADIUS, OMEGA, R_DRY
+from xappa.core.constants import STANDARD_GRAVITY as GRAVITY
 from xappa.metrics import lat_weights
-
-#: Mean Earth radius (m).
-EARTH_RADIUS = 6_371_000.0
-#: Earth's rotation rate (rad/s).
-OMEGA = 7.292e-5
-#: Standard gravity (m/s2).
-GRAVITY = 9.80665
-#: Gas constant of dry air (J/kg/K).
-R_DRY = 287.05
 
 _ALIASES = {
     "geopotential": ("geopotential", "z"),
@@ -74,9 +67,9 @@ def geostrophic_wind(
     geopotential : xarray.DataArray
         Geopotential :math:`\Phi` in m2/s2 on ``latitude`` and a regular full-circle
         ``longitude`` (degrees).
-    radius : float, default :data:`EARTH_RADIUS`
+    radius : float, default :data:`~xappa.core.constants.EARTH_RADIUS`
         Sphere radius in m.
-    omega : float, default :data:`OMEGA`
+    omega : float, default :data:`~xappa.core.constants.OMEGA`
         Rotation rate in rad/s.
 
     Returns

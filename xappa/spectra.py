@@ -35,11 +35,9 @@ import numpy as np
 import xarray as xr
 
 from xappa.align import normalize_grid
+from xappa.core.constants import EARTH_RADIUS
 
 T = TypeVar("T", xr.DataArray, xr.Dataset)
-
-#: Mean Earth radius (m). WB2 uses 6,367,500 m, the mean of polar and equatorial radii.
-EARTH_RADIUS = 6_371_000.0
 
 
 def _as_dataset(x: xr.DataArray | xr.Dataset) -> tuple[xr.Dataset, str | None]:
@@ -64,7 +62,7 @@ def zonal_energy_spectrum(x: T, *, radius: float = EARTH_RADIUS) -> T:
     x : xarray.DataArray or xarray.Dataset
         Fields with ``latitude`` and ``longitude`` dimensions on a regular longitude grid
         that covers the full circle (any longitude convention).
-    radius : float, default :data:`EARTH_RADIUS`
+    radius : float, default :data:`~xappa.core.constants.EARTH_RADIUS`
         Sphere radius in m.
 
     Returns

@@ -24,8 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-STANDARD_GRAVITY = 9.80665
-"""Standard gravity in m s-2, used to turn geopotential height into geopotential."""
+from xappa.core.constants import STANDARD_GRAVITY
 
 _TEMPERATURE = {"K": 1}
 _CELSIUS_OFFSET = 273.15

@@ -2,7 +2,7 @@ r"""Realistic observing networks: station locations and low-Earth-orbit satellit
 
 :func:`leo_swath` follows Appa's synthetic polar orbiter. The orbital period is
 :math:`T = 2\pi \sqrt{R^3 / GM}` with :math:`R` = 6371.0088 km + altitude and
-:math:`GM` = 3.986004415e14 m3 s-2 (about 100.7 min at 800 km). The sub-satellite point at
+:math:`GM` = 3.986004415e14 m3 s-2 (:mod:`xappa.core.constants`; about 100.7 min at 800 km). The sub-satellite point at
 elapsed time :math:`e` starts on the meridian at latitude :math:`-360 e / T` degrees, is rotated
 about the x axis by :math:`90° - i` (inclination :math:`i`) and about the z axis by the phase,
 and the Earth's rotation (:math:`360 e / 24` degrees per hour) is subtracted from its
@@ -29,10 +29,8 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from xappa.convert import COORD_ATTRS
+from xappa.core.constants import EARTH_GM, EARTH_RADIUS
 from xappa.observations.validate import check_latitudes
-
-EARTH_RADIUS_KM = 6371.0088
-GM = 3.986004415e14
 
 
 def stations(
@@ -163,8 +161,8 @@ def orbital_period(altitude_km: float) -> float:
     float
         The period in hours (about 1.679 at 800 km).
     """
-    radius = (EARTH_RADIUS_KM + altitude_km) * 1e3
-    return 2 * np.pi * np.sqrt(radius**3 / GM) / 3600.0
+    radius = EARTH_RADIUS + altitude_km * 1e3
+    return 2 * np.pi * np.sqrt(radius**3 / EARTH_GM) / 3600.0
 
 
 def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
