@@ -58,6 +58,8 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
+from xappa.core.latitude import area_weights
+
 T = TypeVar("T", xr.DataArray, xr.Dataset)
 
 DEFAULT_REDUCE = ("time", "latitude", "longitude")
@@ -79,8 +81,9 @@ def lat_weights(latitude: xr.DataArray) -> xr.DataArray:
 
     Each latitude is the centre of a cell bounded by the midpoints to its neighbours and by
     the poles; its weight is the cell area :math:`\sin\varphi_{+} - \sin\varphi_{-}`,
-    normalised to mean 1. Away from the poles this equals :math:`\cos\varphi` up to a
-    constant; a row *at* a pole gets the area of its half cell instead of zero. The
+    normalised to mean 1 (:func:`xappa.core.latitude.area_weights`, whose table says which
+    weights each part of xappa uses). Away from the poles this equals :math:`\cos\varphi` up
+    to a constant; a row *at* a pole gets the area of its half cell instead of zero. The
     latitudes may come in any order. Like WB2, the outer bounds are the poles, so the
     weights are meant for global grids.
 
@@ -104,17 +107,10 @@ def lat_weights(latitude: xr.DataArray) -> xr.DataArray:
     if latitude.ndim != 1:
         msg = f"latitude must be one-dimensional; found dims {list(latitude.dims)}"
         raise ValueError(msg)
-    lat = np.asarray(latitude.values, dtype=np.float64)
-    order = np.argsort(lat)
-    phi = np.deg2rad(lat[order])
-    if np.any(np.diff(phi) <= 0) or np.abs(phi).max() > np.pi / 2 + 1e-9:
-        msg = "latitude must hold distinct values in [-90, 90]; found repeated or out of range"
-        raise ValueError(msg)
-    bounds = np.concatenate([[-np.pi / 2], (phi[:-1] + phi[1:]) / 2, [np.pi / 2]])
-    area = np.empty_like(phi)
-    area[order] = np.sin(bounds[1:]) - np.sin(bounds[:-1])
     return xr.DataArray(
-        area / area.mean(), dims=latitude.dims, coords={latitude.dims[0]: latitude.values}
+        area_weights(latitude.values),
+        dims=latitude.dims,
+        coords={latitude.dims[0]: latitude.values},
     ).rename("lat_weight")
 
 

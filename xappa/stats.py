@@ -34,6 +34,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from xappa.core.latitude import cos_weights
 from xappa.state import StateSpec, select_state
 from xappa.units import units_conversion
 
@@ -61,7 +62,8 @@ def compute_stats(
     times : array-like of datetime, optional
         The times to average over (all by default).
     weighting : {"none", "cos_lat"}
-        Appa's unweighted spatial means, or area weights :math:`\cos(\text{latitude})`.
+        Appa's unweighted spatial means, or area weights :math:`\cos(\text{latitude})`
+        (:func:`xappa.core.latitude.cos_weights`).
     min_std : float
         The smallest standard deviation returned.
     compute : bool
@@ -90,7 +92,8 @@ def compute_stats(
         raise ValueError(msg)
     state, info = select_state(ds, spec, times=times, check_step=False)
     space = ("latitude", "longitude")
-    weights = np.cos(np.deg2rad(state["latitude"])).clip(min=0.0)
+    lat = state["latitude"]
+    weights = xr.DataArray(cos_weights(lat.values), coords=lat.coords, dims=lat.dims)
     out = {}
     for v in spec.variables:
         x = state[v].astype(np.float64)

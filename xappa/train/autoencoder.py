@@ -48,6 +48,7 @@ import xarray as xr
 import yaml
 from torch import Tensor, nn
 
+from xappa.core.latitude import APPA_MODES, appa_weights
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig
 from xappa.integrity import read_yaml
@@ -58,9 +59,9 @@ from xappa.train.loop import TrainConfig, TrainResult, train
 
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-LOSS_WEIGHTS = ("appa", "poles-like-neighbours")
+LOSS_WEIGHTS = APPA_MODES
 """The latitude weights of the autoencoder loss: Appa's, or Appa's with each pole row weighted
-like the row next to it."""
+like the row next to it (:data:`xappa.core.latitude.APPA_MODES`)."""
 
 
 @contextlib.contextmanager
@@ -86,7 +87,7 @@ def autocast(precision: str, device: torch.device) -> Iterator[None]:
 
 
 def latitude_weights(latitudes: Tensor, n_lon: int, *, mode: str = "appa") -> Tensor:
-    r"""Return the loss weights of each latitude row.
+    r"""Return the loss weights of each latitude row (:func:`xappa.core.latitude.appa_weights`).
 
     Parameters
     ----------
@@ -105,17 +106,8 @@ def latitude_weights(latitudes: Tensor, n_lon: int, *, mode: str = "appa") -> Te
     Tensor
         The weights, with shape ``(H, 1)`` (broadcast over longitude).
     """
-    if mode not in LOSS_WEIGHTS:
-        msg = f"loss weights mode must be one of {list(LOSS_WEIGHTS)}; found {mode!r}"
-        raise ValueError(msg)
-    phi = torch.deg2rad(latitudes.double())
-    weights = torch.cos(phi).clamp(min=0) + 1 / n_lon
-    if mode == "poles-like-neighbours" and latitudes.numel() > 1:
-        pole = latitudes.double().abs() >= 90.0 - 1e-6
-        rows = torch.arange(latitudes.numel())
-        neighbour = torch.where(rows == 0, 1, rows - 1)  # the first row's neighbour is below
-        weights = torch.where(pole, weights[neighbour], weights)
-    return weights.float()[:, None]
+    weights = appa_weights(latitudes.detach().cpu().double().numpy(), n_lon, mode=mode)
+    return torch.from_numpy(weights).float()[:, None].to(latitudes.device)
 
 
 def autoencoder_loss(
