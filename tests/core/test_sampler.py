@@ -201,11 +201,11 @@ class EulerSampler(Sampler):
 
     walks_grid = True
 
-    def step(self, x, sigma_t, sigma_s, *, state, generator, cond):
-        state["seen"] = state.get("seen", 0) + 1
-        assert state["seen"] == len(self.calls) + 1  # a fresh memory for every call
+    def step(self, x, sigma_t, sigma_s, call):
+        call.memory["seen"] = call.memory.get("seen", 0) + 1
+        assert call.memory["seen"] == len(self.calls) + 1  # a fresh memory for every call
         self.calls.append(sigma_t)
-        return x + (sigma_s - sigma_t) * (x - self._denoise(x, sigma_t, cond)) / sigma_t
+        return x + (sigma_s - sigma_t) * (x - self._denoise(x, sigma_t, call.cond)) / sigma_t
 
 
 def test_the_base_loop_runs_any_step(prior):

@@ -22,8 +22,8 @@ Coefficients are computed in float64 on the host; the state keeps the dtype of `
 The loop over noise levels, the progress callback and :func:`torch.no_grad` live once, in
 :meth:`Sampler.__call__`; each sampler only writes :meth:`Sampler.step`, one move from
 :math:`\sigma_t` to :math:`\sigma_s`. A sampler with memory (LMS's past derivatives) keeps it
-in the ``state`` dictionary that :meth:`Sampler.__call__` creates afresh for every call, never
-on the sampler, so a sampler can be called again, or from several threads.
+in the :class:`Call` that :meth:`Sampler.__call__` creates afresh for every call, never on
+the sampler, so a sampler can be called again, or from several threads.
 
 References
 ----------
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 __all__ = [
     "SAMPLER_NAMES",
+    "Call",
     "DDIMSampler",
     "DDPMSampler",
     "HeunSampler",
@@ -54,6 +55,7 @@ __all__ = [
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -63,6 +65,27 @@ from xappa.core.diffusion.denoiser import Denoiser
 from xappa.core.diffusion.schedule import RectifiedSchedule, Schedule
 
 Callback = Callable[[int, int], Any]
+
+
+@dataclass
+class Call:
+    """What one call of :meth:`Sampler.__call__` passes to each of its steps.
+
+    Attributes
+    ----------
+    generator : torch.Generator or None
+        The source of the sampler's noise.
+    cond : dict
+        Conditioning passed to the denoiser.
+    memory : dict
+        What a sampler keeps from one step to the next of this call (LMS's past derivatives),
+        empty at the first step; never kept on the sampler, so calls are independent.
+    """
+
+    generator: torch.Generator | None
+    cond: dict[str, Any]
+    memory: dict[str, Any] = field(default_factory=dict)
+
 
 # Gauss-Legendre nodes and weights on [-1, 1]; n nodes integrate degree 2n - 1 exactly.
 _GAUSS_LEGENDRE = {
@@ -142,11 +165,10 @@ class Sampler:
             The samples at :math:`\sigma_{min}`, with the shape and dtype of ``x1``.
         """
         torch._check(x1.ndim >= 1, lambda: f"x1 must have shape (B, *); found {tuple(x1.shape)}")
-        x = x1
-        state: dict[str, Any] = {}
+        x, call = x1, Call(generator, cond)
         with torch.no_grad():
             for k, (sigma_t, sigma_s) in enumerate(self.levels()):
-                x = self.step(x, sigma_t, sigma_s, state=state, generator=generator, cond=cond)
+                x = self.step(x, sigma_t, sigma_s, call)
                 if callback is not None:
                     callback(k + 1, self.steps)
         return x
@@ -169,16 +191,7 @@ class Sampler:
         t = torch.linspace(self.schedule.t_max, dt, self.steps, dtype=torch.float64)
         return list(zip(self.schedule(t).tolist(), self.schedule(t - dt).tolist(), strict=True))
 
-    def step(
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:
         r"""Move the state from :math:`\sigma_t` to :math:`\sigma_s < \sigma_t` (one step).
 
         :meth:`__call__` calls it once per pair of :meth:`levels`, under
@@ -190,13 +203,9 @@ class Sampler:
             The state at :math:`\sigma_t`, with shape ``(B, *)``.
         sigma_t, sigma_s : float
             The noise levels before and after the step.
-        state : dict
-            The memory of one call of :meth:`__call__`, empty at its first step (LMS keeps its
-            past derivatives here).
-        generator : torch.Generator or None
-            The source of the sampler's noise.
-        cond : dict
-            Conditioning passed to the denoiser.
+        call : Call
+            The call of :meth:`__call__` this step belongs to: its generator, conditioning
+            and memory.
 
         Returns
         -------
@@ -274,19 +283,10 @@ class DDPMSampler(Sampler):
 
     name = "ddpm"
 
-    def step(  # noqa: D102
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:  # noqa: D102
         tau = 1 - (sigma_s / sigma_t) ** 2
-        x_hat = self._denoise(x, sigma_t, cond)
-        return x - tau * (x - x_hat) + sigma_s * math.sqrt(tau) * _noise(x, generator)
+        x_hat = self._denoise(x, sigma_t, call.cond)
+        return x - tau * (x - x_hat) + sigma_s * math.sqrt(tau) * _noise(x, call.generator)
 
 
 class DDIMSampler(Sampler):
@@ -300,17 +300,8 @@ class DDIMSampler(Sampler):
 
     name = "ddim"
 
-    def step(  # noqa: D102
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
-        x_hat = self._denoise(x, sigma_t, cond)
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:  # noqa: D102
+        x_hat = self._denoise(x, sigma_t, call.cond)
         return x_hat + (sigma_s / sigma_t) * (x - x_hat)
 
 
@@ -381,21 +372,16 @@ class PCSampler(Sampler):
         corrected = sum(sigma_t <= self.correct_below for sigma_t, _ in self.levels())
         return self.steps + self.corrections * corrected
 
-    def step(  # noqa: D102
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:  # noqa: D102
         delta = self.delta
         for _ in range(self.corrections if sigma_t <= self.correct_below else 0):
-            x_hat = self._denoise(x, sigma_t, cond)
-            x = x + delta * (x_hat - x) + math.sqrt(2 * delta) * sigma_t * _noise(x, generator)
-        x_hat = self._denoise(x, sigma_t, cond)
+            x_hat = self._denoise(x, sigma_t, call.cond)
+            x = (
+                x
+                + delta * (x_hat - x)
+                + math.sqrt(2 * delta) * sigma_t * _noise(x, call.generator)
+            )
+        x_hat = self._denoise(x, sigma_t, call.cond)
         return x_hat + (sigma_s / sigma_t) * (x - x_hat)
 
     def __repr__(self) -> str:
@@ -492,19 +478,11 @@ class LMSSampler(Sampler):
             raise ValueError(msg)
         self.order = order
 
-    def step(  # noqa: D102
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
-        z = (x - self._denoise(x, sigma_t, cond)) / sigma_t
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:  # noqa: D102
+        z = (x - self._denoise(x, sigma_t, call.cond)) / sigma_t
         # The last `order` pairs (sigma_i, z_i), newest first; the per-call memory of LMS.
-        history = state["history"] = [(sigma_t, z), *state.get("history", [])[: self.order - 1]]
+        memory = call.memory
+        history = memory["history"] = [(sigma_t, z), *memory.get("history", [])[: self.order - 1]]
         nodes = [sigma for sigma, _ in reversed(history)] + [sigma_s]
         coeffs = lms_coefficients(nodes, len(history) - 1, len(history))
         return x + sum(c * z_j for c, (_, z_j) in zip(coeffs, history, strict=True))
@@ -536,20 +514,11 @@ class HeunSampler(Sampler):
     def evaluations(self) -> int:  # noqa: D102
         return 2 * self.steps
 
-    def step(  # noqa: D102
-        self,
-        x: Tensor,
-        sigma_t: float,
-        sigma_s: float,
-        *,
-        state: dict[str, Any],
-        generator: torch.Generator | None,
-        cond: dict[str, Any],
-    ) -> Tensor:
+    def step(self, x: Tensor, sigma_t: float, sigma_s: float, call: Call) -> Tensor:  # noqa: D102
         h = sigma_s - sigma_t
-        z = (x - self._denoise(x, sigma_t, cond)) / sigma_t
+        z = (x - self._denoise(x, sigma_t, call.cond)) / sigma_t
         x_euler = x + h * z
-        z_next = (x_euler - self._denoise(x_euler, sigma_s, cond)) / sigma_s
+        z_next = (x_euler - self._denoise(x_euler, sigma_s, call.cond)) / sigma_s
         return x + (h / 2) * (z + z_next)
 
 
