@@ -20,8 +20,8 @@ from xappa.batch import task_seed
 from xappa.core.da import filter_analyses, forecast_trajectories, smooth
 from xappa.encoding import LATENT_VARIABLE, decode_tensor, encode, state_dataset
 from xappa.observations import prepare_observations, sample_points, stations
+from xappa.state.times import window_times
 from xappa.testing import mock_era5, tiny_model
-from xappa.windows import window_times
 
 CONFIG = xappa.SamplingConfig(sampler="pc", steps=2, corrections=1, iterations=2)
 SEED = 11

@@ -29,9 +29,9 @@ import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from xappa.convert import find_coord
 from xappa.core.da import SamplingConfig
 from xappa.options import check_device, get_options
+from xappa.state.coords import find_coord
 
 
 def check_positive_int(value: Any, name: str) -> int:

@@ -44,10 +44,10 @@ from xappa._sampling import (
 from xappa.core.da import SamplingConfig, as_config, filter_analyses, smooth
 from xappa.core.diffusion.trajectory import padded_length, window_count
 from xappa.encoding import decode_tensor, state_dataset
-from xappa.hub import resolve_model
-from xappa.model import Model
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
 from xappa.observations import ObservationSet, prepare_observations
-from xappa.windows import window_times
+from xappa.state.times import window_times
 
 MODES = ("reanalysis", "filter")
 """The assimilation modes."""

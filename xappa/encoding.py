@@ -29,10 +29,10 @@ from xappa._sampling import (
     resolve_device,
     restore_conventions,
 )
-from xappa.hub import resolve_model
-from xappa.model import Model
-from xappa.state import dataset_to_tensor, select_state, tensor_to_dataset
-from xappa.stats import standardize, unstandardize
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
+from xappa.state.convert import dataset_to_tensor, select_state, tensor_to_dataset
+from xappa.state.stats import standardize, unstandardize
 
 LATENT_VARIABLE = "latent"
 """The name of the latent variable of :func:`encode`'s output."""
@@ -72,7 +72,7 @@ def encode(
     -------
     Dataset
         ``latent`` over ``(time, latent_channel, y, x)``, with shape ``(T, C_lat, h, w)``,
-        in the model's :attr:`~xappa.model.Model.state_dtype` (float32; float64 for a model
+        in the model's :attr:`~xappa.models.model.Model.state_dtype` (float32; float64 for a model
         loaded with ``dtype=torch.float64``); attributes name the model, its weight hash and the grid
         conventions of ``ds`` (restored by :func:`decode`).
 

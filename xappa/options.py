@@ -132,7 +132,7 @@ def _valid_device(value: Any) -> bool:
 def _valid_model(value: Any) -> bool:
     import os
 
-    from xappa.model import Model
+    from xappa.models.model import Model
 
     return value is None or isinstance(value, str | os.PathLike | Model)
 
@@ -164,7 +164,7 @@ class set_options:
         ``device`` (``None`` picks CUDA when available, else CPU; otherwise a device that
         is available here, see :func:`check_device`), ``progress`` (show progress bars on
         long work) and ``model`` (the model used when a function gets ``model=None``: a
-        name or path, loaded through the hub's cache, or a :class:`~xappa.model.Model`).
+        name or path, loaded through the hub's cache, or a :class:`~xappa.models.model.Model`).
         A model's float dtype is chosen when it is loaded
         (``xappa.load_model(name, dtype=...)``), not here.
 

@@ -245,7 +245,7 @@ def test_obs_error_argument_and_window_start(model, truth):
 
 @pytest.fixture(scope="module")
 def testbed() -> tuple[xappa.Model, xr.Dataset]:
-    from xappa.state import StateSpec
+    from xappa.state.spec import StateSpec
     from xappa.testbeds.shallow_water import simulate
 
     with xappa.set_options(progress=False):

@@ -28,8 +28,8 @@ import pandas as pd
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from xappa.convert import COORD_ATTRS
 from xappa.observations.validate import check_latitudes
+from xappa.state.coords import COORD_ATTRS
 
 EARTH_RADIUS_KM = 6371.0088
 GM = 3.986004415e14

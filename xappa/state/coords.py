@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.units import units_conversion
+from xappa.state.units import units_conversion
 
 COMMON_NAMES: dict[str, tuple[str, ...]] = {
     "latitude": ("latitude", "lat", "nav_lat", "y", "rlat"),

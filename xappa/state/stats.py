@@ -34,8 +34,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from xappa.state import StateSpec, select_state
-from xappa.units import units_conversion
+from xappa.state.convert import select_state
+from xappa.state.spec import StateSpec
+from xappa.state.units import units_conversion
 
 _WEIGHTINGS = ("none", "cos_lat")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.convert import find_coord
+from xappa.state.coords import find_coord
 
 
 def observation_times(datasets: Sequence[xr.Dataset], *, name: str = "obs") -> np.ndarray:

@@ -50,9 +50,9 @@ from torch import Tensor, nn
 
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig
-from xappa.integrity import read_yaml
-from xappa.state import StateSpec
-from xappa.stats import read_stats, stats_to_tensors, write_stats
+from xappa.io.integrity import read_yaml
+from xappa.state.spec import StateSpec
+from xappa.state.stats import read_stats, stats_to_tensors, write_stats
 from xappa.train.data import RandomSnapshots, StateData
 from xappa.train.loop import TrainConfig, TrainResult, train
 

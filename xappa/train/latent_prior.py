@@ -35,7 +35,7 @@ from xappa.core.diffusion.denoiser import PreconditionedDenoiser, denoiser_loss
 from xappa.core.diffusion.schedule import Schedule, create_schedule
 from xappa.core.nn.configs import ViDiTConfig
 from xappa.core.nn.vidit import ViDiT
-from xappa.integrity import read_yaml
+from xappa.io.integrity import read_yaml
 from xappa.train.autoencoder import autocast
 from xappa.train.data import LatentData, RandomDatedWindows
 from xappa.train.loop import TrainConfig, TrainResult, train

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from xappa.metrics import lat_weights
+from xappa.verify.metrics import lat_weights
 
 #: Mean Earth radius (m).
 EARTH_RADIUS = 6_371_000.0
