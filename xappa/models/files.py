@@ -335,8 +335,7 @@ def read_training_runs(
     KeyError
         If the latent store has no ``autoencoder`` attribute and none is given.
     """
-    from xappa.train.autoencoder import load_autoencoder
-    from xappa.train.latent_prior import load_latent_prior
+    from xappa.models.runs import load_autoencoder, load_latent_prior
 
     prior = Path(prior)
     denoiser, meta = load_latent_prior(prior)
