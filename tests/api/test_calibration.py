@@ -22,8 +22,8 @@ from torch import nn
 import xappa
 from xappa.commands.demo import DEMO_SAMPLING
 from xappa.core.diffusion.gaussian import GaussianDenoiser
-from xappa.encoding import state_dataset
 from xappa.models.model import Model
+from xappa.models.states import state_dataset
 from xappa.observations import random_stations, sample_points
 from xappa.state.spec import era5_spec
 from xappa.testing import TINY_VARIABLES, _stats_dataset

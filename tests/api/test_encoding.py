@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 
 import xappa
-from xappa.encoding import MEMBER_ATTRS, state_dataset
+from xappa.models.states import MEMBER_ATTRS, state_dataset
 from xappa.state.convert import dataset_to_tensor
 from xappa.state.stats import standardize
 from xappa.testing import mock_era5, tiny_model

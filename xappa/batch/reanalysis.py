@@ -73,7 +73,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa._sampling import check_positive_int, grid_conventions, progress_bar
 from xappa.assimilation import assimilate
 from xappa.batch.obs import as_datasets, observed_names, select_window, time_coordinates
 from xappa.batch.store import (
@@ -91,6 +90,8 @@ from xappa.core.da import as_config
 from xappa.io.outputs import check_target
 from xappa.models.model import Model
 from xappa.observations.errors import check_mapping
+from xappa.options import check_positive_int, progress_bar
+from xappa.state.coords import grid_conventions
 
 _SET_HERE = ("obs", "model", "window", "members", "seed", "progress")
 _RUNTIME = ("device", "max_batch")

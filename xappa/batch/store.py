@@ -34,9 +34,9 @@ import torch
 import xarray as xr
 
 from xappa.batch.windows import WindowLayout, time_chunk
-from xappa.encoding import state_dataset
 from xappa.io.outputs import check_parent, mark
 from xappa.models.model import Model
+from xappa.models.states import state_dataset
 
 RECORD_VARIABLES = ("window_complete", "window_n_obs")
 """The per-task records, over ``(window, member_group)``."""

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa._sampling import grid_conventions, restore_conventions
 from xappa.batch.obs import load_window_obs, prior_placeholder
 from xappa.batch.store import write_block, write_record
 from xappa.models.model import Model
+from xappa.state.coords import grid_conventions, restore_conventions
 
 
 def task_seed(seed: int, window: int, group: int) -> int:

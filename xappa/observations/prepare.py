@@ -140,7 +140,7 @@ def prepare_observations(
     Examples
     --------
     >>> from xappa.observations import sample_points, stations
-    >>> from xappa.state import era5_spec
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.state.stats import compute_stats
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16, level_variables=(), surface_variables=["2m_temperature"])

@@ -147,6 +147,7 @@ def select_state(
 
     Examples
     --------
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.testing import mock_era5
     >>> ds = mock_era5(nlat=8, nlon=16, ntime=4, chunks={"time": 1})
     >>> ds = ds.isel(latitude=slice(None, None, -1))  # south to north
@@ -253,6 +254,7 @@ def dataset_to_tensor(
 
     Examples
     --------
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16)
     >>> x, info = dataset_to_tensor(mock_era5(nlat=8, nlon=16, ntime=3), spec)
@@ -312,6 +314,7 @@ def tensor_to_dataset(
 
     Examples
     --------
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16)
     >>> ds = mock_era5(nlat=8, nlon=16, ntime=2)

@@ -76,7 +76,7 @@ def compute_stats(
 
     Examples
     --------
-    >>> from xappa.state import era5_spec
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16, level_variables=[])
     >>> stats = compute_stats(mock_era5(nlat=8, nlon=16, chunks={"time": 1}), spec)

@@ -32,10 +32,10 @@ import dask
 import numpy as np
 import xarray as xr
 
-from xappa._sampling import check_positive_int
 from xappa.batch.reader import check_complete
 from xappa.batch.store import RECORD_VARIABLES
 from xappa.io.outputs import check_target, clear_directory, write_manifest
+from xappa.options import check_positive_int
 from xappa.state.units import units_conversion
 from xappa.verify import metrics as m
 from xappa.verify.align import align, find_lead_dim, normalize_grid
