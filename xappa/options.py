@@ -150,9 +150,11 @@ def _valid_device(value: Any) -> bool:
 def _valid_model(value: Any) -> bool:
     import os
 
-    from xappa.models.model import Model
-
-    return value is None or isinstance(value, str | os.PathLike | Model)
+    # A Model instance exists only once its module is imported; looking it up here keeps the
+    # options below the models layer (no import of it).
+    module = sys.modules.get("xappa.models.model")
+    is_model = module is not None and isinstance(value, module.Model)
+    return value is None or is_model or isinstance(value, str | os.PathLike)
 
 
 _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
