@@ -15,24 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-_MOVED = {
-    **dict.fromkeys(
-        (
-            "APPA_ERA5",
-            "ERA5_ATTRS",
-            "ERA5_LEVELS",
-            "ERA5_LEVEL_VARIABLES",
-            "ERA5_SURFACE_VARIABLES",
-            "StateSpec",
-            "era5_spec",
-        ),
-        "xappa.state.spec",
-    ),
-    **dict.fromkeys(
-        ("StateInfo", "VariableInfo", "dataset_to_tensor", "select_state", "tensor_to_dataset"),
-        "xappa.state.convert",
-    ),
-}
+from xappa.state import convert, spec
+
+# The names of the former module xappa.state, and the modules that now hold them.
+_MOVED = {name: module.__name__ for module in (spec, convert) for name in module.__all__}
 
 
 def __getattr__(name: str) -> Any:
