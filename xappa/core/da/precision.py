@@ -9,6 +9,9 @@ call runs under ``torch.autocast`` on the device of its input and returns the dt
 input, so gradients leave it in full precision too. Appa samples the published model under
 float16 autocast. It is off (``"float32"``) by default, and on a CPU without native bfloat16
 or float16 arithmetic it is slower than float32.
+
+:func:`flush_denormal` is the other numerical setting of a draw: denormal floats flushed to
+zero on the CPU while sampling.
 """
 
 from __future__ import annotations
