@@ -66,7 +66,7 @@ def _parse() -> argparse.Namespace:
 def _model_and_obs(args: argparse.Namespace, root: Path, hours: int) -> tuple[str, str]:
     """Write the model (when tiny) and hourly observations over ``hours``; return paths."""
     import xappa
-    from xappa.hub import save_model_files
+    from xappa.models.hub import save_model_files
     from xappa.observations import random_stations, sample_points
     from xappa.testing import TINY_VARIABLES, mock_era5, tiny_model
 

@@ -38,7 +38,7 @@ MODES = ("streaming", "load-all")
 
 
 def _spec(nlat: int, nlon: int):
-    from xappa.state import era5_spec
+    from xappa.state.spec import era5_spec
 
     return era5_spec(nlat=nlat, nlon=nlon)
 
@@ -70,8 +70,8 @@ def child(store: str, mode: str, n: int, nlat: int, nlon: int, batch: int, trace
     import xarray as xr
 
     import xappa
-    from xappa.state import dataset_to_tensor
-    from xappa.stats import standardize
+    from xappa.state.convert import dataset_to_tensor
+    from xappa.state.stats import standardize
     from xappa.testing import tiny_model
 
     torch.set_num_threads(1)

@@ -148,10 +148,10 @@ def load_problem(path: Path) -> tuple[nn.Module, nn.Module, object, Tensor]:
     import pandas as pd
     import xarray as xr
 
-    from xappa._sampling import frame_dates
     from xappa.core.operators import SparseOperator, flat_index
     from xappa.observations.operator import ObservationSet, StepObservation
-    from xappa.state import era5_spec
+    from xappa.state.spec import era5_spec
+    from xappa.state.times import frame_dates
 
     data = torch.load(path, weights_only=True)
     ae, prior = networks()

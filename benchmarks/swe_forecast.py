@@ -4,7 +4,7 @@ For each start (truth seeds ``--first-seed`` onwards, disjoint from the training
 seed 0): a fresh truth is observed for ``--hours`` hours by an observing system (the demo's by
 default), assimilated with :func:`xappa.assimilate`, and forecast with :func:`xappa.forecast`
 (autoregressive: each member continues its own analysis) for ``--lead`` hours. Scored with
-:func:`xappa.evaluation.evaluate` against the truth at every lead (lead 0 is the analysis at the initial
+:func:`xappa.verify.evaluate.evaluate` against the truth at every lead (lead 0 is the analysis at the initial
 time), next to three references:
 
 * persistence: the analysis mean at the initial time, held;
@@ -36,10 +36,10 @@ from swe_osse import prepare  # benchmarks/ is the script's folder
 
 import xappa
 from xappa.commands._args import add_sampling_arguments
-from xappa.evaluation import evaluate
 from xappa.forecasting import LEAD
 from xappa.testbeds.osse import OBSERVING_SYSTEMS, observe
 from xappa.testbeds.shallow_water import run_solver, simulate
+from xappa.verify.evaluate import evaluate
 
 REFERENCES = ("persistence", "climatology", "solver")
 

@@ -33,8 +33,8 @@ import torch
 import xappa
 from xappa.commands._args import add_sampling_arguments, sampling_from_args
 from xappa.commands.demo import DEMO_SAMPLING
-from xappa.metrics import rank_histogram, spread
 from xappa.testbeds.osse import OBSERVING_SYSTEMS, load_climatology, run_osse
+from xappa.verify.metrics import rank_histogram, spread
 
 
 def window_scores(result, members: int) -> dict:

@@ -30,7 +30,7 @@ import xarray as xr
 
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import autoencoder_config
-from xappa.stats import stats_to_tensors
+from xappa.state.stats import stats_to_tensors
 from xappa.train.autoencoder import reconstruction_rmse, train_autoencoder
 from xappa.train.data import RandomSnapshots, StateData, infer_spec, split_dataset, train_stats
 from xappa.train.loop import TrainConfig

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch._functorch import config as functorch_config
 from torch.utils.flop_counter import FlopCounterMode
 
-from xappa._sampling import flush_denormal
+from xappa.core.da.precision import flush_denormal
 from xappa.core.diffusion.denoiser import PreconditionedDenoiser
 from xappa.core.diffusion.sampler import PCSampler
 from xappa.core.diffusion.trajectory import TrajectoryDenoiser, unfold_windows, window_count

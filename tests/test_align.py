@@ -1,4 +1,4 @@
-"""Tests of xappa.align: orders, longitude conventions, leads and clear errors."""
+"""Tests of xappa.verify.align: orders, longitude conventions, leads and clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from xappa.align import align, find_lead_dim, normalize_grid
+from xappa.verify.align import align, find_lead_dim, normalize_grid
 
 LAT = np.linspace(90.0, -90.0, 7)
 LON = np.arange(0.0, 360.0, 45.0)

@@ -27,10 +27,10 @@ import xarray as xr
 import xappa
 from xappa.batch import reanalysis
 from xappa.cli import main
-from xappa.evaluation import evaluate, write_report
-from xappa.hub import load_model, save_model_files
+from xappa.models.hub import load_model, save_model_files
 from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
+from xappa.verify.evaluate import evaluate, write_report
 
 FAST = xappa.SamplingConfig(sampler="ddim", steps=2)
 CLI_FAST = "--sampler ddim --steps 2 --no-progress"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xappa._outputs import MANIFEST, MARKER
 from xappa.cli import build_parser, main
 from xappa.commands import testbed
 from xappa.commands._args import sampling_from_args
+from xappa.io.outputs import MANIFEST, MARKER
 from xappa.testbeds.shallow_water import simulate
 
 DIMS = {"latitude": 32, "longitude": 64}

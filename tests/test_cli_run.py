@@ -13,12 +13,12 @@ import pytest
 import xarray as xr
 
 import xappa
-from xappa._outputs import MARKER
 from xappa.cli import main
-from xappa.hub import load_model, save_model_files
-from xappa.metrics import rmse
+from xappa.io.outputs import MARKER
+from xappa.models.hub import load_model, save_model_files
 from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
+from xappa.verify.metrics import rmse
 
 FAST = ["--sampler", "ddim", "--steps", "2", "--no-progress"]
 CONFIG = xappa.SamplingConfig(sampler="ddim", steps=2)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from xappa.convert import (
+from xappa.state.coords import (
     find_coord,
     grid_index,
     level_positions,

@@ -85,7 +85,7 @@ def test_figures_writes_one_png_per_variable(result, tmp_path):
 
 @pytest.mark.parametrize("order", [1, -1], ids=["south-first", "north-first"])
 def test_draw_map_is_equal_aspect_north_up(order):
-    from xappa.plot import draw_map
+    from xappa.verify.plot import draw_map
 
     field = mock_era5(variables=["2m_temperature"], nlat=8, nlon=16, ntime=1)["2m_temperature"]
     field = field.isel(time=0).isel(latitude=slice(None, None, order))
@@ -102,6 +102,6 @@ def test_draw_map_is_equal_aspect_north_up(order):
 
 
 def test_utc_names_the_zone():
-    from xappa.plot import utc
+    from xappa.verify.plot import utc
 
     assert utc(np.datetime64("2021-03-21T06:00")) == "2021-03-21 06:00 UTC"

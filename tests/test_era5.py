@@ -18,8 +18,8 @@ import pytest
 import xarray as xr
 
 import xappa
-from xappa.hub import save_model_files
-from xappa.state import era5_spec
+from xappa.models.hub import save_model_files
+from xappa.state.spec import era5_spec
 from xappa.testing import mock_era5, tiny_model
 
 pytest.importorskip("aiohttp", reason="fsspec's HTTP filesystem needs aiohttp (xappa[era5])")

@@ -1,4 +1,4 @@
-"""Tests of xappa.evaluation, the .appa accessor and the ``xappa evaluate`` command."""
+"""Tests of xappa.verify.evaluate, the .appa accessor and the ``xappa evaluate`` command."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import xarray as xr
 
 import xappa.accessor  # noqa: F401  (registers .appa)
-from xappa import metrics
-from xappa.align import align
 from xappa.cli import main
 from xappa.commands._io import open_input
-from xappa.evaluation import evaluate
+from xappa.verify import metrics
+from xappa.verify.align import align
+from xappa.verify.evaluate import evaluate
 
 LAT = np.linspace(90.0, -90.0, 9)
 LON = np.arange(0.0, 360.0, 22.5)
@@ -301,7 +301,7 @@ def test_streams_dask_inputs_in_time_batches(tmp_path: Path) -> None:
 
 
 def test_report_never_replaces_what_xappa_did_not_write(truth: xr.Dataset, tmp_path: Path) -> None:
-    from xappa.evaluation import write_report
+    from xappa.verify.evaluate import write_report
 
     scores = evaluate(truth + 1.0, truth)
     mine = tmp_path / "mine"

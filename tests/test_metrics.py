@@ -1,4 +1,4 @@
-"""Tests of xappa.metrics: hand-computed values, independent implementations, laziness."""
+"""Tests of xappa.verify.metrics: hand-computed values, independent implementations, laziness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import properscoring
 import pytest
 import xarray as xr
 
-from xappa import metrics
+from xappa.verify import metrics
 
 LAT = np.array([60.0, 20.0, -20.0, -60.0])
 LON = np.arange(0.0, 360.0, 45.0)

@@ -15,13 +15,14 @@ import xarray as xr
 
 import xappa
 import xappa.batch
-from xappa._sampling import flush_denormal, frame_dates
 from xappa.batch import task_seed
 from xappa.core.da import filter_analyses, forecast_trajectories, smooth
-from xappa.encoding import LATENT_VARIABLE, decode_tensor, encode, state_dataset
+from xappa.core.da.precision import flush_denormal
+from xappa.encoding import LATENT_VARIABLE, encode
+from xappa.models.states import decode_tensor, state_dataset
 from xappa.observations import prepare_observations, sample_points, stations
+from xappa.state.times import frame_dates, window_times
 from xappa.testing import mock_era5, tiny_model
-from xappa.windows import window_times
 
 CONFIG = xappa.SamplingConfig(sampler="pc", steps=2, corrections=1, iterations=2)
 SEED = 11

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import xappa
-from xappa._sampling import resolve_device
-from xappa.options import available_devices, check_device
+from xappa.options import available_devices, check_device, resolve_device
 
 
 @pytest.mark.parametrize(

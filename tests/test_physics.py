@@ -1,4 +1,4 @@
-"""Tests of xappa.physics on analytic balanced fields."""
+"""Tests of xappa.verify.physics on analytic balanced fields."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xappa import physics
+from xappa.verify import physics
 
 LAT = np.linspace(90.0, -90.0, 73)
 LON = np.arange(0.0, 360.0, 2.5)

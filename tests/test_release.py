@@ -12,8 +12,8 @@ import yaml
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.vidit import ViDiT
-from xappa.hub import load_appa_release
-from xappa.release import resolve_release
+from xappa.models.hub import load_appa_release
+from xappa.models.release import resolve_release
 
 AE_RUN = Path("autoencoders/tiny/0")
 LATENTS = AE_RUN / "latents/dump"

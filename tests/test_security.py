@@ -32,13 +32,13 @@ from numcodecs.errors import UnsafeDecodeError
 from packaging.requirements import Requirement
 from test_release import LAP, LATENTS, write_release
 
-from xappa.cards import CardFile, ModelCard, load_cards
 from xappa.commands._io import open_input
-from xappa.hub import fetch_model_files, load_model, save_model_files
-from xappa.integrity import file_sha256
-from xappa.model_files import read_model_files, read_training_runs
-from xappa.release import load_appa_release
-from xappa.stats import read_stats
+from xappa.io.integrity import file_sha256
+from xappa.models.cards import CardFile, ModelCard, load_cards
+from xappa.models.files import read_model_files, read_training_runs
+from xappa.models.hub import fetch_model_files, load_model, save_model_files
+from xappa.models.release import load_appa_release
+from xappa.state.stats import read_stats
 from xappa.testing import tiny_model
 from xappa.train.latent_prior import save_prior_files
 from xappa.train.loop import load_checkpoint, save_checkpoint

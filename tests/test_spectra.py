@@ -1,4 +1,4 @@
-"""Tests of xappa.spectra: peaks, normalisation, smoothing loss, laziness."""
+"""Tests of xappa.verify.spectra: peaks, normalisation, smoothing loss, laziness."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import xarray as xr
 from torch_harmonics import InverseRealSHT
 
-from xappa import spectra
-from xappa.metrics import lat_weights
+from xappa.verify import spectra
+from xappa.verify.metrics import lat_weights
 
 NLAT, NLON = 17, 32
 LAT = np.linspace(90.0, -90.0, NLAT)

@@ -8,15 +8,8 @@ import pytest
 import torch
 import xarray as xr
 
-from xappa.state import (
-    APPA_ERA5,
-    ERA5_LEVELS,
-    StateSpec,
-    dataset_to_tensor,
-    era5_spec,
-    select_state,
-    tensor_to_dataset,
-)
+from xappa.state.convert import dataset_to_tensor, select_state, tensor_to_dataset
+from xappa.state.spec import APPA_ERA5, ERA5_LEVELS, StateSpec, era5_spec
 from xappa.testing import mock_era5
 
 NLAT, NLON = 6, 12

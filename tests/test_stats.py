@@ -3,8 +3,9 @@ import pytest
 import torch
 import xarray as xr
 
-from xappa.state import dataset_to_tensor, era5_spec
-from xappa.stats import (
+from xappa.state.convert import dataset_to_tensor
+from xappa.state.spec import era5_spec
+from xappa.state.stats import (
     compute_stats,
     read_stats,
     standardize,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xappa.state import ERA5_LEVEL_VARIABLES, ERA5_SURFACE_VARIABLES
+from xappa.state.spec import ERA5_LEVEL_VARIABLES, ERA5_SURFACE_VARIABLES
 from xappa.testing import mock_dataset, mock_era5
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from xappa.units import STANDARD_GRAVITY, parse_units, units_conversion
+from xappa.state.units import STANDARD_GRAVITY, parse_units, units_conversion
 
 
 @pytest.mark.parametrize(

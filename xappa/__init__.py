@@ -26,12 +26,16 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+from xappa import _moved
+
+_moved.install()  # the old module paths (xappa.metrics, ...), for one release
+
 import xappa.accessor  # noqa: F401  (registers the .appa accessor)
 from xappa.assimilation import assimilate
 from xappa.core.da import SamplingConfig
 from xappa.encoding import decode, encode
 from xappa.era5 import open_era5
 from xappa.forecasting import forecast
-from xappa.hub import load_model
-from xappa.model import Model
+from xappa.models.hub import load_model
+from xappa.models.model import Model
 from xappa.options import get_options, set_options

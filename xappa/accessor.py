@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from xappa.core.da import SamplingConfig
-    from xappa.model import Model
+    from xappa.models.model import Model
 
 
 @xr.register_dataset_accessor("appa")
@@ -41,14 +41,14 @@ class AppaAccessor:
         time_batch: int | None = None,
         complete: str = "raise",
     ) -> xr.Dataset:
-        """Score this Dataset against ``truth``; see :func:`xappa.evaluation.evaluate`.
+        """Score this Dataset against ``truth``; see :func:`xappa.verify.evaluate.evaluate`.
 
         Returns
         -------
         xarray.Dataset
             The metrics Dataset (per lead for a forecast).
         """
-        from xappa.evaluation import evaluate
+        from xappa.verify.evaluate import evaluate
 
         return evaluate(
             self._obj, truth, climatology=climatology, regions=regions, reduce=reduce,

@@ -32,22 +32,16 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xappa._sampling import (
-    check_positive_int,
-    flush_denormal,
-    frame_dates,
-    grid_conventions,
-    plan_line,
-    progress_bar,
-    resolve_device,
-)
 from xappa.core.da import SamplingConfig, as_config, filter_analyses, smooth
+from xappa.core.da.precision import flush_denormal
 from xappa.core.diffusion.trajectory import padded_length, window_count
-from xappa.encoding import decode_tensor, state_dataset
-from xappa.hub import resolve_model
-from xappa.model import Model
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
+from xappa.models.states import decode_tensor, state_dataset
 from xappa.observations import ObservationSet, prepare_observations
-from xappa.windows import window_times
+from xappa.options import check_positive_int, plan_line, progress_bar, resolve_device
+from xappa.state.coords import grid_conventions
+from xappa.state.times import frame_dates, window_times
 
 MODES = ("reanalysis", "filter")
 """The assimilation modes."""

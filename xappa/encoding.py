@@ -13,7 +13,7 @@ References
 
 from __future__ import annotations
 
-__all__ = ["MEMBER_ATTRS", "decode", "decode_tensor", "encode", "output_attrs", "state_dataset"]
+__all__ = ["decode", "encode"]
 
 from typing import Any
 
@@ -21,18 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from torch import Tensor
 
-from xappa._sampling import (
-    check_positive_int,
-    grid_conventions,
-    resolve_device,
-    restore_conventions,
-)
-from xappa.hub import resolve_model
-from xappa.model import Model
-from xappa.state import dataset_to_tensor, select_state, tensor_to_dataset
-from xappa.stats import standardize, unstandardize
+from xappa.models import states
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
+from xappa.options import check_positive_int, resolve_device
+from xappa.state.convert import dataset_to_tensor, select_state
+from xappa.state.coords import grid_conventions
+from xappa.state.stats import standardize
 
 LATENT_VARIABLE = "latent"
 """The name of the latent variable of :func:`encode`'s output."""
@@ -72,7 +68,7 @@ def encode(
     -------
     Dataset
         ``latent`` over ``(time, latent_channel, y, x)``, with shape ``(T, C_lat, h, w)``,
-        in the model's :attr:`~xappa.model.Model.state_dtype` (float32; float64 for a model
+        in the model's :attr:`~xappa.models.model.Model.state_dtype` (float32; float64 for a model
         loaded with ``dtype=torch.float64``); attributes name the model, its weight hash and the grid
         conventions of ``ds`` (restored by :func:`decode`).
 
@@ -123,130 +119,10 @@ def encode(
         "x": np.arange(w),
     }
     conventions = grid_conventions(ds)
-    ds_attrs = output_attrs(model, "xappa.encode")
+    ds_attrs = states.output_attrs(model, "xappa.encode")
     ds_attrs.update({f"xappa_{k}": v for k, v in conventions.items()})
     var = xr.Variable(("time", "latent_channel", "y", "x"), z, attrs)
     return xr.Dataset({LATENT_VARIABLE: var}, coords=coords, attrs=ds_attrs)
-
-
-def decode_tensor(z: Tensor, model: Model, *, batch_size: int = 8) -> Tensor:
-    """Decode standardized latents to physical pixels, frame batch by frame batch.
-
-    Parameters
-    ----------
-    z : Tensor
-        Standardized latents, with shape ``(..., C_lat, h, w)``.
-    model : Model
-        The model.
-    batch_size : int
-        Frames per decoder call.
-
-    Returns
-    -------
-    Tensor
-        Physical states on the model's device, with shape ``(..., C, H, W)``.
-    """
-    lead = z.shape[:-3]
-    flat = z.reshape(-1, *z.shape[-3:])
-    out = []
-    with torch.no_grad():
-        for start in range(0, flat.shape[0], batch_size):
-            chunk = flat[start : start + batch_size].to(model.device, model.state_dtype)
-            out.append(unstandardize(model.decode_standardized(chunk), model.mean, model.std))
-    x = torch.cat(out) if out else flat.new_zeros(0, model.spec.n_channels, *model.spec.shape)
-    return x.reshape(*lead, *x.shape[-3:])
-
-
-MEMBER_ATTRS = {"standard_name": "realization", "long_name": "ensemble member", "units": "1"}
-"""CF attributes of the ``member`` coordinate of every ensemble output."""
-
-
-def output_attrs(model: Model, action: str | None = None) -> dict[str, str]:
-    """Return the global attributes of an output Dataset: CF ``source`` and ``history``.
-
-    Parameters
-    ----------
-    model : Model
-        The model that made the output.
-    action : str, optional
-        What made it, for ``history`` (e.g. ``"xappa.assimilate (reanalysis)"``).
-
-    Returns
-    -------
-    dict of str to str
-        ``Conventions``, ``source`` (the model, its weight hash and xappa's version),
-        ``history`` (``action`` and xappa's version, without a clock time, so that a seeded
-        run gives an identical Dataset), the model's provenance and ``xappa_spec``.
-    """
-    from xappa import __version__
-
-    return {
-        "Conventions": "CF-1.8",
-        "source": (
-            f"xappa {__version__}, model {model.name!r} (state {model.spec.name!r},"
-            f" weight hash {model.weight_hash})"
-        ),
-        "history": f"{action or 'made by xappa'} (xappa {__version__})",
-        **model.provenance(),
-        "xappa_spec": model.spec.name,
-    }
-
-
-def state_dataset(
-    x: Tensor,
-    model: Model,
-    times: pd.DatetimeIndex,
-    conventions: dict[str, str],
-    *,
-    members: Any = None,
-    action: str | None = None,
-) -> xr.Dataset:
-    """Wrap physical states as a CF Dataset: the one place outputs get their coordinates.
-
-    Parameters
-    ----------
-    x : Tensor
-        Physical states, with shape ``(T, C, H, W)``, or ``(M, T, C, H, W)`` for ``M``
-        ensemble members.
-    model : Model
-        The model that made them.
-    times : pandas.DatetimeIndex
-        The ``T`` valid times.
-    conventions : dict of str to str
-        The grid conventions to restore (:func:`xappa._sampling.grid_conventions`), or empty
-        for the spec's.
-    members : array-like, optional
-        The ``M`` member labels of a 5-D ``x`` (default ``0, ..., M - 1``). The ``member``
-        coordinate gets :data:`MEMBER_ATTRS` (CF ``standard_name: realization``).
-    action : str, optional
-        What made the states, recorded in the ``history`` attribute.
-
-    Returns
-    -------
-    Dataset
-        The spec's variables over ``([member,] time, [level,] latitude, longitude)``, with
-        the attributes of :func:`output_attrs`.
-
-    Raises
-    ------
-    ValueError
-        If ``members`` is given for a 4-D ``x`` or does not have ``M`` labels.
-    """
-    if x.ndim == 5:
-        labels = np.arange(x.shape[0]) if members is None else np.asarray(members)
-        if labels.shape != (x.shape[0],):
-            msg = f"members must have one label per member ({x.shape[0]}); found {labels.shape}"
-            raise ValueError(msg)
-    elif members is not None:
-        msg = f"members is given, but x has no member dimension; found shape {tuple(x.shape)}"
-        raise ValueError(msg)
-    x = x.cpu() if x.dtype == torch.float64 else x.float().cpu()  # float64 models stay float64
-    ds = tensor_to_dataset(x, model.spec, times=times)
-    if x.ndim == 5:
-        ds = ds.assign_coords(member=xr.Variable("member", labels, MEMBER_ATTRS))
-    ds = restore_conventions(ds, conventions)
-    ds.attrs = output_attrs(model, action)
-    return ds
 
 
 def decode(
@@ -316,11 +192,23 @@ def decode(
         raise ValueError(msg)
     model = model.on(resolve_device(device, model.device))
     z = torch.as_tensor(np.asarray(var.values))
-    x = decode_tensor(z, model, batch_size=batch_size)
+    x = states.decode_tensor(z, model, batch_size=batch_size)
     conventions = {k: latents.attrs.get(f"xappa_{k}") for k in _CONVENTION_KEYS}
     conventions = conventions if all(conventions.values()) else {}
     times = pd.DatetimeIndex(latents["time"].values)
     members = latents["member"].values if lead else None
-    return state_dataset(  # type: ignore[arg-type]
+    return states.state_dataset(  # type: ignore[arg-type]
         x, model, times, conventions, members=members, action="xappa.decode"
     )
+
+
+_MOVED = dict.fromkeys(
+    ("MEMBER_ATTRS", "decode_tensor", "output_attrs", "state_dataset"), "xappa.models.states"
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The helpers that moved to xappa.models.states, for one release with a warning.
+    from xappa._moved import moved_attribute
+
+    return moved_attribute(__name__, name, _MOVED)

@@ -2,10 +2,10 @@
 
 :func:`open_era5` opens a store with any fsspec URL (by default Appa's hourly 0.25 degree,
 37-level WeatherBench 2 store on Google Cloud Storage, read anonymously) and selects the
-variables, levels and times of a model's :class:`~xappa.state.StateSpec`. Nothing but the
+variables, levels and times of a model's :class:`~xappa.state.spec.StateSpec`. Nothing but the
 metadata and the coordinates is read when it returns: the data stay dask arrays, and only
 the chunks of the selected times are read when they are computed (by :func:`xappa.encode`,
-which loads one batch of times at a time, or by :func:`xappa.evaluation.evaluate`).
+which loads one batch of times at a time, or by :func:`xappa.verify.evaluate.evaluate`).
 
 Reading ``gs://`` needs ``gcsfs`` and ``http(s)://`` needs ``aiohttp``:
 ``pip install 'xappa[era5]'``.
@@ -29,10 +29,11 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from xappa.convert import find_coord
-from xappa.hub import resolve_model
-from xappa.model import Model
-from xappa.state import StateSpec, select_state
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
+from xappa.state.convert import select_state
+from xappa.state.coords import find_coord
+from xappa.state.spec import StateSpec
 
 WB2_ERA5 = "gs://weatherbench2/datasets/era5"
 """The bucket folder of WeatherBench 2's ERA5 stores."""
@@ -118,7 +119,7 @@ def open_era5(
     Dataset
         The spec's variables over ``(time, [level,] latitude, longitude)``, dask-backed, in
         the spec's grid order and units, with CF coordinates; ``attrs["source"]`` holds the
-        URL. Ready for :func:`xappa.encode` and :func:`xappa.evaluation.evaluate`.
+        URL. Ready for :func:`xappa.encode` and :func:`xappa.verify.evaluate.evaluate`.
 
     Raises
     ------

@@ -12,7 +12,7 @@ r"""Forecast from analyses, states or observations, with a lead-time dimension.
 
 The output follows WeatherBench-2's forecast layout: ``time`` is the initial time,
 ``prediction_timedelta`` the lead, and ``valid_time`` their sum, so
-:func:`xappa.evaluation.evaluate` scores it per lead.
+:func:`xappa.verify.evaluate.evaluate` scores it per lead.
 
 References
 ----------
@@ -32,23 +32,17 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xappa._sampling import (
-    check_positive_int,
-    flush_denormal,
-    frame_dates,
-    grid_conventions,
-    plan_line,
-    progress_bar,
-    resolve_device,
-)
-from xappa.convert import find_coord
 from xappa.core.da import SamplingConfig, as_config, forecast_trajectories, smooth
+from xappa.core.da.precision import flush_denormal
 from xappa.core.diffusion.trajectory import padded_length, window_count
-from xappa.encoding import LATENT_VARIABLE, decode_tensor, encode, state_dataset
-from xappa.hub import resolve_model
-from xappa.model import Model
+from xappa.encoding import LATENT_VARIABLE, encode
+from xappa.models.hub import resolve_model
+from xappa.models.model import Model
+from xappa.models.states import decode_tensor, state_dataset
 from xappa.observations import prepare_observations
-from xappa.windows import window_times
+from xappa.options import check_positive_int, plan_line, progress_bar, resolve_device
+from xappa.state.coords import find_coord, grid_conventions
+from xappa.state.times import frame_dates, window_times
 
 METHODS = ("autoregressive", "all-at-once")
 """The forecast methods."""

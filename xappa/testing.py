@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.convert import COORD_ATTRS
-from xappa.state import ERA5_ATTRS, ERA5_LEVEL_VARIABLES, ERA5_LEVELS, ERA5_SURFACE_VARIABLES
+from xappa.state.coords import COORD_ATTRS
+from xappa.state.spec import ERA5_ATTRS, ERA5_LEVEL_VARIABLES, ERA5_LEVELS, ERA5_SURFACE_VARIABLES
 
 if TYPE_CHECKING:
-    from xappa.model import Model
-    from xappa.state import StateSpec
+    from xappa.models.model import Model
+    from xappa.state.spec import StateSpec
 
 _DIMS = ("time", "level", "latitude", "longitude")
 
@@ -252,7 +252,7 @@ TINY_VARIABLES = ("2m_temperature", "10m_u_component_of_wind", "10m_v_component_
 
 def _frames(data: xr.Dataset, spec: StateSpec) -> list[Any]:
     """Return one ``(T, C, H, W)`` tensor (and its times) per trajectory of ``data``."""
-    from xappa.state import dataset_to_tensor
+    from xappa.state.convert import dataset_to_tensor
 
     parts = (
         [data]
@@ -267,7 +267,7 @@ def _frames(data: xr.Dataset, spec: StateSpec) -> list[Any]:
 
 
 def _stats_dataset(mean: Any, std: Any, spec: StateSpec) -> xr.Dataset:
-    """Return statistics in :func:`xappa.stats.compute_stats`'s layout from ``(C,)`` arrays."""
+    """Return statistics in :func:`xappa.state.stats.compute_stats`'s layout from ``(C,)`` arrays."""
     data, start = {}, 0
     for v in spec.variables:
         n = len(spec.levels) if v in spec.level_variables else 1
@@ -350,8 +350,8 @@ def tiny_model(
     from xappa.core.nn.autoencoder import ConvAutoencoder
     from xappa.core.nn.configs import autoencoder_config, vidit_config
     from xappa.core.nn.vidit import ViDiT
-    from xappa.model import Model
-    from xappa.state import era5_spec
+    from xappa.models.model import Model
+    from xappa.state.spec import era5_spec
 
     if spec is None:
         spec = era5_spec(nlat=16, nlon=32, surface_variables=TINY_VARIABLES, level_variables=())

@@ -13,7 +13,7 @@ import pooch
 import xarray as xr
 
 import xappa
-from xappa.model_files import save_model_files
+from xappa.models.files import save_model_files
 
 NAME = "swe-default"
 

@@ -245,7 +245,7 @@ def test_obs_error_argument_and_window_start(model, truth):
 
 @pytest.fixture(scope="module")
 def testbed() -> tuple[xappa.Model, xr.Dataset]:
-    from xappa.state import StateSpec
+    from xappa.state.spec import StateSpec
     from xappa.testbeds.shallow_water import simulate
 
     with xappa.set_options(progress=False):
@@ -344,10 +344,10 @@ def test_progress_bar_follows_the_option(model, obs, capsys, show):
 
 def test_a_run_states_its_cost_before_it_starts(model, obs, capsys, monkeypatch):
     """The plan (windows, members, denoiser calls) comes first; the first steps are the probe."""
-    import xappa._sampling
+    import xappa.options
 
     clock = iter([100.0, 102.5, 103.0])  # entering the bar, the ends of steps 1 and 2
-    monkeypatch.setattr(xappa._sampling, "_clock", lambda: next(clock))
+    monkeypatch.setattr(xappa.options, "_clock", lambda: next(clock))
     config = CONFIG.replace(steps=4)
     xappa.assimilate(
         obs, model=model, window="6h", **{**FAST, "sampling": config, "progress": True}

@@ -22,12 +22,12 @@ from torch import nn
 import xappa
 from xappa.commands.demo import DEMO_SAMPLING
 from xappa.core.diffusion.gaussian import GaussianDenoiser
-from xappa.encoding import state_dataset
-from xappa.metrics import ensemble_mean_rmse, spread
-from xappa.model import Model
+from xappa.models.model import Model
+from xappa.models.states import state_dataset
 from xappa.observations import random_stations, sample_points
-from xappa.state import era5_spec
+from xappa.state.spec import era5_spec
 from xappa.testing import TINY_VARIABLES, _stats_dataset
+from xappa.verify.metrics import ensemble_mean_rmse, spread
 
 F64 = torch.float64
 WINDOW, LENGTH, MEMBERS, EXPERIMENTS = 4, 8, 8, 4

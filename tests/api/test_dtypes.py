@@ -15,7 +15,7 @@ import torch
 import xarray as xr
 
 import xappa
-from xappa.hub import load_model, save_model_files
+from xappa.models.hub import load_model, save_model_files
 from xappa.observations import sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 
@@ -73,7 +73,7 @@ def test_encode_decode_assimilate_forecast_run_in_the_dtype(
     saved, truth, reference, dtype, out_dtype, tolerance
 ) -> None:
     model = load_model(saved, device="cpu", dtype=dtype)
-    assert model.dtype == xappa.hub.check_dtype(dtype)
+    assert model.dtype == xappa.models.hub.check_dtype(dtype)
     out = _run(model, truth)
     for name, ds in out.items():
         var = "latent" if name == "encode" else VAR

@@ -11,9 +11,9 @@ import torch
 import xarray as xr
 
 import xappa
-from xappa.encoding import MEMBER_ATTRS, state_dataset
-from xappa.state import dataset_to_tensor
-from xappa.stats import standardize
+from xappa.models.states import MEMBER_ATTRS, state_dataset
+from xappa.state.convert import dataset_to_tensor
+from xappa.state.stats import standardize
 from xappa.testing import mock_era5, tiny_model
 
 
@@ -142,7 +142,7 @@ def test_decode_errors(model, truth):
 
 
 def test_model_from_release(model, truth):
-    from xappa.release import AppaModel
+    from xappa.models.release import AppaModel
 
     release = AppaModel(model.autoencoder, model.denoiser, model.latent_mean, model.latent_std)
     adapted = xappa.Model.from_release(release, model.spec, model.stats, name="appa-like")

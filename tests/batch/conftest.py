@@ -19,7 +19,7 @@ import xarray as xr
 
 import xappa
 import xappa.batch
-from xappa.hub import save_model_files
+from xappa.models.hub import save_model_files
 from xappa.observations import sample_gridded, sample_points, stations
 from xappa.testing import mock_era5, tiny_model
 

@@ -18,7 +18,7 @@ import pytest
 import xappa.batch
 from xappa.batch.store import COMPLETE_ATTR
 from xappa.cli import main
-from xappa.evaluation import evaluate
+from xappa.verify.evaluate import evaluate
 
 from .conftest import (
     FAST,

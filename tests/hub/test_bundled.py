@@ -10,9 +10,9 @@ import pooch
 import pytest
 
 import xappa
-from xappa import hub
-from xappa.cards import CardFile, ModelCard, load_cards
-from xappa.hub import fetch_model_files, load_model
+from xappa.models import hub
+from xappa.models.cards import CardFile, ModelCard, load_cards
+from xappa.models.hub import fetch_model_files, load_model
 from xappa.testbeds.shallow_water import simulate
 
 NAME = "swe-default"

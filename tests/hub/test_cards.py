@@ -9,7 +9,7 @@ from pathlib import Path
 import pooch
 import pytest
 
-from xappa.cards import CardFile, ModelCard, load_cards
+from xappa.models.cards import CardFile, ModelCard, load_cards
 
 HASH = "ab" * 32
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 import yaml
 
-from xappa import hub
-from xappa.cards import CardFile, ModelCard, load_cards
 from xappa.cli import main
-from xappa.hub import fetch_model_files, load_model, read_model_files, save_model_files
-from xappa.model import Model
+from xappa.models import hub
+from xappa.models.cards import CardFile, ModelCard, load_cards
+from xappa.models.hub import fetch_model_files, load_model, read_model_files, save_model_files
+from xappa.models.model import Model
 from xappa.testing import tiny_model
 
 
@@ -383,8 +383,8 @@ def _write_release(root: Path) -> list[str]:
 
 @pytest.mark.filterwarnings("ignore:The data type:FutureWarning")  # write_stats (zarr v3)
 def test_appa_release_kind_loads_unverified(tmp_path: Path) -> None:
-    from xappa.state import era5_spec
-    from xappa.stats import write_stats
+    from xappa.state.spec import era5_spec
+    from xappa.state.stats import write_stats
 
     names = _write_release(tmp_path / "served")
     srv = _Server(tmp_path / "served")

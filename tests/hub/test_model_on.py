@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from xappa.hub import clear_cache, load_model
-from xappa.model import Model, _module_on
+from xappa.models.hub import clear_cache, load_model
+from xappa.models.model import Model, _module_on
 from xappa.testing import tiny_model
 
 

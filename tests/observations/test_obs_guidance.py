@@ -6,8 +6,8 @@ import torch
 
 from xappa.core.guidance.mmps import MMPSDenoiser
 from xappa.observations import prepare_observations, sample_points, stations
-from xappa.state import era5_spec
-from xappa.stats import compute_stats
+from xappa.state.spec import era5_spec
+from xappa.state.stats import compute_stats
 from xappa.testing import mock_era5
 
 

@@ -19,8 +19,9 @@ from xappa.observations import (
     sample_points,
     stations,
 )
-from xappa.state import StateSpec, dataset_to_tensor, era5_spec
-from xappa.stats import compute_stats, standardize, stats_to_tensors
+from xappa.state.convert import dataset_to_tensor
+from xappa.state.spec import StateSpec, era5_spec
+from xappa.state.stats import compute_stats, standardize, stats_to_tensors
 from xappa.testing import mock_era5
 
 NLAT, NLON = 10, 16

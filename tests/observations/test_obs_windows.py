@@ -11,8 +11,8 @@ from xappa.core.guidance.observation import Framewise, ObservationBatch
 from xappa.core.operators import ConcatOperator, SparseOperator, bilinear_stencil, flat_index
 from xappa.observations import prepare_observations, sample_gridded, sample_points, stations
 from xappa.observations.operator import stack_operators
-from xappa.state import era5_spec
-from xappa.stats import compute_stats
+from xappa.state.spec import era5_spec
+from xappa.state.stats import compute_stats
 from xappa.testing import mock_era5
 
 F64 = torch.float64

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xappa.metrics import lat_weights
 from xappa.testbeds.osse import (
     OBSERVING_SYSTEMS,
     ObservingSystem,
@@ -15,6 +14,7 @@ from xappa.testbeds.osse import (
     score,
 )
 from xappa.testbeds.shallow_water import simulate
+from xappa.verify.metrics import lat_weights
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import xarray as xr
 from xappa.cli import main
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import autoencoder_config
-from xappa.stats import stats_to_tensors
+from xappa.state.stats import stats_to_tensors
 from xappa.testing import mock_era5
 from xappa.train.autoencoder import (
     autoencoder_loss,
@@ -255,7 +255,7 @@ torch.set_num_threads(1)
 import xarray as xr
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import autoencoder_config
-from xappa.stats import stats_to_tensors
+from xappa.state.stats import stats_to_tensors
 from xappa.train.autoencoder import train_autoencoder
 from xappa.train.data import StateData, infer_spec, train_stats
 from xappa.train.loop import TrainConfig

@@ -14,7 +14,7 @@ from xappa.cli import main
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import autoencoder_config, vidit_config
 from xappa.core.nn.vidit import ViDiT
-from xappa.stats import stats_to_tensors
+from xappa.state.stats import stats_to_tensors
 from xappa.train.data import (
     LatentData,
     RandomDatedWindows,

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.convert import find_coord
 from xappa.observations.validate import find_point_coord, is_gridded, observed_variables
-from xappa.state import StateSpec
+from xappa.state.coords import find_coord
+from xappa.state.spec import StateSpec
 
 
 def as_datasets(obs: xr.Dataset | Sequence[xr.Dataset]) -> list[xr.Dataset]:

@@ -5,7 +5,7 @@ opens without error and holds NaN where windows were not written (and xarray's r
 skip NaN by default, so means over it look plausible). The store records its completeness:
 ``window_complete(window, member_group)`` per task and the global attribute
 ``xappa_complete`` (1 once every task is complete). :func:`open_reanalysis` and
-:func:`check_complete` (used by :func:`xappa.evaluation.evaluate`) read them and refuse, or
+:func:`check_complete` (used by :func:`xappa.verify.evaluate.evaluate`) read them and refuse, or
 warn about, data from windows that are not complete.
 """
 
@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from xappa._outputs import MARKER
 from xappa.batch.store import COMPLETE_ATTR, KIND
+from xappa.io.outputs import MARKER
 
 COMPLETE_CHOICES = ("raise", "warn", "ignore")
 """What to do with an incomplete store: raise a ValueError, warn, or nothing."""

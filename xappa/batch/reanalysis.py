@@ -34,7 +34,7 @@ sampled from the prior (``guidance=None``; its ``window_n_obs`` is 0).
   ``xappa_member_groups``, ``xappa_batch_window``, ``xappa_batch_overlap``,
   ``xappa_sampler_settings`` (the effective :func:`xappa.assimilate` settings as JSON),
   ``xappa_output = "batch reanalysis"`` (the mark of a store xappa wrote, see
-  :mod:`xappa._outputs`) and ``xappa_complete`` (0 until every task is complete, then 1;
+  :mod:`xappa.io.outputs`) and ``xappa_complete`` (0 until every task is complete, then 1;
   :func:`xappa.batch.open_reanalysis` refuses an incomplete store).
 
 **Resuming.** Run again with the same arguments: the store is checked against them (times,
@@ -73,8 +73,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa._outputs import check_target
-from xappa._sampling import check_positive_int, grid_conventions, progress_bar
 from xappa.assimilation import assimilate
 from xappa.batch.obs import as_datasets, observed_names, select_window, time_coordinates
 from xappa.batch.store import (
@@ -89,8 +87,11 @@ from xappa.batch.store import (
 from xappa.batch.tasks import TaskResult, WindowTask, resolve_model, run_window, task_seed
 from xappa.batch.windows import WindowLayout, plan_windows
 from xappa.core.da import as_config
-from xappa.model import Model
+from xappa.io.outputs import check_target
+from xappa.models.model import Model
 from xappa.observations.errors import check_mapping
+from xappa.options import check_positive_int, progress_bar
+from xappa.state.coords import grid_conventions
 
 _SET_HERE = ("obs", "model", "window", "members", "seed", "progress")
 _RUNTIME = ("device", "max_batch")

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xappa._outputs import check_parent, mark
 from xappa.batch.windows import WindowLayout, time_chunk
-from xappa.encoding import state_dataset
-from xappa.model import Model
+from xappa.io.outputs import check_parent, mark
+from xappa.models.model import Model
+from xappa.models.states import state_dataset
 
 RECORD_VARIABLES = ("window_complete", "window_n_obs")
 """The per-task records, over ``(window, member_group)``."""
@@ -185,7 +185,7 @@ def build_template(model: Model, config: StoreConfig, attrs: Mapping[str, Any]) 
 def create_store(out: Any, template: xr.Dataset) -> None:
     """Write the template's metadata, coordinates and records (no state value) to ``out``.
 
-    The store is marked as an xappa output (:mod:`xappa._outputs`) and as incomplete
+    The store is marked as an xappa output (:mod:`xappa.io.outputs`) and as incomplete
     (``xappa_complete = 0``) until :func:`mark_complete`.
 
     Parameters

@@ -2,7 +2,7 @@
 
 The same function runs in-process (``client=None``) and on dask workers. A task gets only
 its window's observations, loads its model at most once per process (a name or path is
-loaded through an LRU cache; a :class:`~xappa.model.Model` arrives deserialized once per
+loaded through an LRU cache; a :class:`~xappa.models.model.Model` arrives deserialized once per
 worker by ``client.scatter``), calls :func:`xappa.assimilate` with its own seed, writes its
 owned block, then its records.
 """
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa._sampling import grid_conventions, restore_conventions
 from xappa.batch.obs import load_window_obs, prior_placeholder
 from xappa.batch.store import write_block, write_record
-from xappa.model import Model
+from xappa.models.model import Model
+from xappa.state.coords import grid_conventions, restore_conventions
 
 
 def task_seed(seed: int, window: int, group: int) -> int:
@@ -123,7 +123,7 @@ class TaskResult:
 
 @functools.lru_cache(maxsize=2)
 def _load(name: str, device: str | None) -> Model:
-    from xappa.hub import load_model
+    from xappa.models.hub import load_model
 
     return load_model(name, device=device)
 

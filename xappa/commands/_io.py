@@ -11,8 +11,8 @@ from pathlib import Path
 
 import xarray as xr
 
-from xappa._outputs import MARKER, check_parent, check_target, mark
-from xappa.integrity import open_zarr_store
+from xappa.io.integrity import open_zarr_store
+from xappa.io.outputs import MARKER, check_parent, check_target, mark
 
 
 def open_input(path: str, role: str) -> xr.Dataset:
@@ -37,7 +37,7 @@ def open_input(path: str, role: str) -> xr.Dataset:
         If ``path`` does not exist.
     ValueError
         If it is neither a zarr store nor a netCDF file, or zarr refuses it (an unsafe
-        codec: see :func:`xappa.integrity.open_zarr_store`).
+        codec: see :func:`xappa.io.integrity.open_zarr_store`).
     """
     p = Path(path)
     if not p.exists():
@@ -68,7 +68,7 @@ def check_output(path: str, *, role: str, overwrite: bool) -> str:
 
     A zarr store (any path not ending in ``.nc``, ``.nc4`` or ``.netcdf``) may be new, an
     empty directory, or a store xappa wrote, replaced with ``overwrite``
-    (:func:`xappa._outputs.check_target`); a netCDF file may be new, or an earlier xappa output
+    (:func:`xappa.io.outputs.check_target`); a netCDF file may be new, or an earlier xappa output
     (its ``xappa_output`` attribute), replaced with ``overwrite``. Nothing is written here.
 
     Parameters

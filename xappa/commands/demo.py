@@ -154,7 +154,7 @@ def demo_figure(result: Any, name: str, t: int = -1) -> Any:
     """
     import matplotlib.pyplot as plt
 
-    from xappa.plot import draw_map, map_axes, utc
+    from xappa.verify.plot import draw_map, map_axes, utc
 
     truth, post = result.truth[name], result.posterior[name]
     valid = truth["time"].values[t]
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import xappa
-    from xappa._outputs import MARKER, check_target, clear_directory, write_manifest
+    from xappa.io.outputs import MARKER, check_target, clear_directory, write_manifest
     from xappa.testbeds.osse import ObservingSystem, load_climatology, run_osse
 
     out = Path(args.out)

@@ -13,7 +13,7 @@ import argparse
 
 from xappa.batch.reader import COMPLETE_CHOICES
 from xappa.commands._io import open_input
-from xappa.metrics import REGIONS
+from xappa.verify.metrics import REGIONS
 
 _HINT = "pass --overwrite"
 
@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    from xappa._outputs import check_target
     from xappa.batch import check_complete
-    from xappa.evaluation import evaluate, write_report
+    from xappa.io.outputs import check_target
+    from xappa.verify.evaluate import evaluate, write_report
 
     check_target(args.out, role="--out", overwrite=args.overwrite, hint=_HINT)
     inputs = {"--pred": args.pred, "--truth": args.truth, "--climatology": args.climatology}

@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from xappa.cards import load_cards
-    from xappa.hub import POOCH
+    from xappa.models.cards import load_cards
+    from xappa.models.hub import POOCH
 
     cards = load_cards()
     print(f"cache: {POOCH.abspath} (set XAPPA_DATA_DIR to change)")
@@ -65,7 +65,7 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from xappa.hub import fetch_model_files
+    from xappa.models.hub import fetch_model_files
 
     files = fetch_model_files(
         args.name, offline=args.offline or None, allow_unverified=args.allow_unverified

@@ -94,7 +94,7 @@ def run_shallow_water(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    from xappa._outputs import MARKER, check_target
+    from xappa.io.outputs import MARKER, check_target
     from xappa.options import set_options
     from xappa.testbeds.shallow_water import DEFAULT_FORCING, simulate, write_zarr
 

@@ -251,10 +251,10 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
     """Run ``xappa train autoencoder``."""
     import torch
 
-    from xappa.convert import find_coord
     from xappa.core.nn.autoencoder import ConvAutoencoder
     from xappa.core.nn.configs import autoencoder_config
-    from xappa.stats import read_stats, stats_to_tensors
+    from xappa.state.coords import find_coord
+    from xappa.state.stats import read_stats, stats_to_tensors
     from xappa.train.autoencoder import (
         LOSS_WEIGHTS,
         reconstruction_rmse,
@@ -382,7 +382,7 @@ def _run_prior(args: argparse.Namespace) -> int:
 
 def _run_encode(args: argparse.Namespace) -> int:
     """Run ``xappa train encode``."""
-    from xappa._outputs import check_target, mark
+    from xappa.io.outputs import check_target, mark
     from xappa.train.autoencoder import load_autoencoder
     from xappa.train.data import StateData
     from xappa.train.encode import encode_dataset

@@ -1,10 +1,10 @@
 r"""Physical constants of the Earth and its atmosphere, one documented value each.
 
 Plain Python floats in SI units (no torch, no numpy), so that every layer can import them.
-Every module that needs one of these values imports it from here; the old public names
-(``xappa.spectra.EARTH_RADIUS``, ``xappa.physics.EARTH_RADIUS``, ``xappa.physics.OMEGA``,
-``xappa.physics.GRAVITY``, ``xappa.physics.R_DRY``, ``xappa.units.STANDARD_GRAVITY``) are
-these same objects.
+Every module that needs one of these values imports it from here; the public names they had
+before (``xappa.verify.spectra.EARTH_RADIUS``, ``xappa.verify.physics.EARTH_RADIUS``,
+``OMEGA``, ``GRAVITY`` and ``R_DRY`` there, ``xappa.state.units.STANDARD_GRAVITY``) are these
+same objects.
 
 ==================== ================ ========== =============================================
 name                 value            unit       source

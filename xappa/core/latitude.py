@@ -11,12 +11,12 @@ rows. xappa weights rows in three ways, each chosen for its use:
    * - use
      - weights
      - why
-   * - verification: :mod:`xappa.metrics`, :mod:`xappa.physics`, the latitude means of
-       :mod:`xappa.spectra` and :mod:`xappa.plot`
+   * - verification: :mod:`xappa.verify.metrics`, :mod:`xappa.verify.physics`, the latitude means of
+       :mod:`xappa.verify.spectra` and :mod:`xappa.verify.plot`
      - :func:`area_weights`: cell area :math:`\sin\varphi_+ - \sin\varphi_-`, mean 1
      - scores comparable with WeatherBench 2 (its weights); a row on a pole keeps the area
        of its half cell instead of zero
-   * - standardization statistics, :func:`xappa.stats.compute_stats` with
+   * - standardization statistics, :func:`xappa.state.stats.compute_stats` with
        ``weighting="cos_lat"``
      - :func:`cos_weights`: :math:`\cos\varphi`, not normalised
      - an area mean of each channel (the default there is Appa's unweighted mean, which the

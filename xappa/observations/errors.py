@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from xappa.units import units_conversion
+from xappa.state.units import units_conversion
 
 ObsError = float | Mapping[str, float] | None
 """An ``obs_error=`` argument: one standard deviation, one per variable, or None."""

@@ -17,7 +17,6 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from xappa.convert import COORD_ATTRS, find_coord, grid_index
 from xappa.observations.errors import ObsError, check_errors, error_std
 from xappa.observations.table import ObsTable
 from xappa.observations.validate import (
@@ -27,7 +26,8 @@ from xappa.observations.validate import (
     observed_variables,
     value_conversion,
 )
-from xappa.state import StateSpec
+from xappa.state.coords import COORD_ATTRS, find_coord, grid_index
+from xappa.state.spec import StateSpec
 
 REGRID_METHODS = ("linear", "nearest", "cubic", "conservative")
 """Regridding methods (xarray-regrid names; xESMF gets the matching ones)."""

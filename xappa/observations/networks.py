@@ -28,9 +28,9 @@ import pandas as pd
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from xappa.convert import COORD_ATTRS
 from xappa.core.constants import EARTH_GM, EARTH_RADIUS
 from xappa.observations.validate import check_latitudes
+from xappa.state.coords import COORD_ATTRS
 
 
 def stations(

@@ -44,7 +44,7 @@ from xappa.core.operators import (
     nearest_stencil,
 )
 from xappa.observations.table import ObsTable
-from xappa.state import StateSpec
+from xappa.state.spec import StateSpec
 
 
 @dataclass(frozen=True)

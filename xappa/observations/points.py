@@ -25,7 +25,7 @@ from xappa.observations.validate import (
     observed_variables,
     value_conversion,
 )
-from xappa.state import StateSpec
+from xappa.state.spec import StateSpec
 
 
 def _flat(coord: xr.DataArray, var: xr.DataArray, role: str) -> np.ndarray:

@@ -23,8 +23,8 @@ from xappa.observations.validate import (
     model_times,
     observed_variables,
 )
-from xappa.state import StateSpec
-from xappa.stats import stats_to_tensors
+from xappa.state.spec import StateSpec
+from xappa.state.stats import stats_to_tensors
 
 _METHODS = ("bilinear", "nearest")
 
@@ -94,7 +94,7 @@ def prepare_observations(
     spec : StateSpec
         The model state.
     stats : Dataset or (mean, std)
-        Standardization statistics: a Dataset as :func:`xappa.stats.compute_stats` returns,
+        Standardization statistics: a Dataset as :func:`xappa.state.stats.compute_stats` returns,
         or tensors with shape ``(C,)`` each, in the spec's units.
     window : (start, end), optional
         The window's first and last model times (both included).
@@ -140,8 +140,8 @@ def prepare_observations(
     Examples
     --------
     >>> from xappa.observations import sample_points, stations
-    >>> from xappa.state import era5_spec
-    >>> from xappa.stats import compute_stats
+    >>> from xappa.state.spec import era5_spec
+    >>> from xappa.state.stats import compute_stats
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16, level_variables=(), surface_variables=["2m_temperature"])
     >>> truth = mock_era5(variables=["2m_temperature"], nlat=8, nlon=16, ntime=2)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xappa.convert import find_coord
 from xappa.core.operators import bilinear_stencil, nearest_stencil
 from xappa.observations.validate import find_point_coord
+from xappa.state.coords import find_coord
 
 
 def _select(

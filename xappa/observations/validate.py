@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.convert import COMMON_NAMES, find_coord
 from xappa.observations.table import ObsTable
-from xappa.state import StateSpec
-from xappa.units import UnitConversion, units_conversion
+from xappa.state.coords import COMMON_NAMES, find_coord
+from xappa.state.spec import StateSpec
+from xappa.state.units import UnitConversion, units_conversion
 
 PLAUSIBLE_SIGMAS = 10.0
 """How far from the climatological mean, in climatological standard deviations, a value is

@@ -38,9 +38,9 @@ import numpy as np
 import xarray as xr
 
 from xappa.core.da import SamplingConfig, as_config
-from xappa.metrics import crps, ensemble_mean_rmse, rmse, spread_skill_ratio
-from xappa.model import Model
+from xappa.models.model import Model
 from xappa.observations import leo_swath, random_stations, sample_gridded, sample_points
+from xappa.verify.metrics import crps, ensemble_mean_rmse, rmse, spread_skill_ratio
 
 _Z, _U, _V = "geopotential", "u_component_of_wind", "v_component_of_wind"
 
@@ -272,7 +272,7 @@ def load_climatology(model: str) -> xr.Dataset | None:
     """
     from pathlib import Path
 
-    from xappa.hub import available_models, fetch_model_files
+    from xappa.models.hub import available_models, fetch_model_files
 
     if model in available_models():
         files = [p for n, p in fetch_model_files(model).items() if n.endswith(".nc")]

@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 import xarray as xr
 import yaml
@@ -51,9 +50,9 @@ from torch import Tensor, nn
 from xappa.core.latitude import APPA_MODES, appa_weights
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig
-from xappa.integrity import read_yaml
-from xappa.state import StateSpec
-from xappa.stats import read_stats, stats_to_tensors, write_stats
+from xappa.models.runs import load_autoencoder
+from xappa.state.spec import StateSpec
+from xappa.state.stats import write_stats
 from xappa.train.data import RandomSnapshots, StateData
 from xappa.train.loop import TrainConfig, TrainResult, train
 
@@ -289,37 +288,3 @@ def save_autoencoder_files(
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def load_autoencoder(
-    directory: str | os.PathLike, *, ema: bool = False
-) -> tuple[ConvAutoencoder, StateSpec, Tensor, Tensor]:
-    """Load a trained autoencoder run written by ``xappa train autoencoder``.
-
-    Parameters
-    ----------
-    directory : str or path
-        The run directory, with ``autoencoder.yaml``, ``stats.zarr`` and
-        ``model.safetensors`` (or ``ema.safetensors``).
-    ema : bool
-        Load the EMA weights.
-
-    Returns
-    -------
-    tuple
-        The autoencoder (in eval mode), its state spec, and the channel mean and std, each
-        with shape ``(C,)``.
-    """
-    path = Path(directory)
-    weights = path / ("ema.safetensors" if ema else "model.safetensors")
-    for needed in (path / "autoencoder.yaml", path / "stats.zarr", weights):
-        if not needed.exists():
-            msg = f"autoencoder run {str(path)!r} is missing {needed.name}"
-            raise FileNotFoundError(msg)
-    meta = read_yaml(path / "autoencoder.yaml")
-    config = AutoencoderConfig(**meta["model"])
-    spec = StateSpec(**meta["state"])
-    model = ConvAutoencoder.from_config(config)
-    safetensors.torch.load_model(model, str(weights))
-    mean, std = stats_to_tensors(read_stats(path / "stats.zarr"), spec)
-    return model.eval(), spec, mean, std

@@ -2,7 +2,7 @@
 
 A state dataset is an ERA5-layout Dataset (``time, [level,] latitude, longitude``) or the
 shallow-water testbed (``trajectory, time, latitude, longitude``). :class:`StateData`
-conforms it to a :class:`~xappa.state.StateSpec` with :func:`xappa.state.select_state`, once
+conforms it to a :class:`~xappa.state.spec.StateSpec` with :func:`xappa.state.convert.select_state`, once
 and lazily, into a dask array with shape ``(N, T, C, H, W)`` (``N = 1`` without a
 ``trajectory`` dimension); a batch then reads only its own chunks. :class:`LatentData` does
 the same for a latent store written by :func:`xappa.train.encode.encode_dataset`.
@@ -46,10 +46,11 @@ import torch.distributed as dist
 import xarray as xr
 from torch import Tensor
 
-from xappa.convert import find_coord
-from xappa.state import ERA5_LEVEL_VARIABLES, ERA5_SURFACE_VARIABLES, StateSpec, select_state
-from xappa.stats import compute_stats, standardize
-from xappa.units import parse_units
+from xappa.state.convert import select_state
+from xappa.state.coords import find_coord
+from xappa.state.spec import ERA5_LEVEL_VARIABLES, ERA5_SURFACE_VARIABLES, StateSpec
+from xappa.state.stats import compute_stats, standardize
+from xappa.state.units import parse_units
 
 APPA_VARIABLES = (*ERA5_SURFACE_VARIABLES, *ERA5_LEVEL_VARIABLES)
 """Appa's ERA5 variables in channel order: the default of :func:`infer_spec` when present."""
@@ -147,7 +148,7 @@ def _trajectories(ds: xr.Dataset) -> list[xr.Dataset]:
 def train_stats(ds: xr.Dataset, spec: StateSpec, **kwargs: Any) -> xr.Dataset:
     """Compute standardization statistics over all trajectories of a dataset.
 
-    Per trajectory, :func:`xappa.stats.compute_stats`; then the moments :math:`E[x]` and
+    Per trajectory, :func:`xappa.state.stats.compute_stats`; then the moments :math:`E[x]` and
     :math:`E[x^2]` are averaged with equal weights (trajectories have the same length).
 
     Parameters
@@ -157,12 +158,12 @@ def train_stats(ds: xr.Dataset, spec: StateSpec, **kwargs: Any) -> xr.Dataset:
     spec : StateSpec
         The channels.
     **kwargs
-        Passed to :func:`~xappa.stats.compute_stats` (``times``, ``weighting``, ...).
+        Passed to :func:`~xappa.state.stats.compute_stats` (``times``, ``weighting``, ...).
 
     Returns
     -------
     Dataset
-        As :func:`~xappa.stats.compute_stats`.
+        As :func:`~xappa.state.stats.compute_stats`.
     """
     parts = [compute_stats(part, spec, **kwargs) for part in _trajectories(ds)]
     if len(parts) == 1:

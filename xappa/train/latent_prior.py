@@ -27,15 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import yaml
 from torch import Tensor, nn
 
 from xappa.core.diffusion.denoiser import PreconditionedDenoiser, denoiser_loss
 from xappa.core.diffusion.schedule import Schedule, create_schedule
 from xappa.core.nn.configs import ViDiTConfig
-from xappa.core.nn.vidit import ViDiT
-from xappa.integrity import read_yaml
+from xappa.models.runs import load_latent_prior
 from xappa.train.autoencoder import autocast
 from xappa.train.data import LatentData, RandomDatedWindows
 from xappa.train.loop import TrainConfig, TrainResult, train
@@ -156,34 +154,3 @@ def save_prior_files(
     }
     text = yaml.safe_dump({"backbone": backbone, **(extra or {})}, sort_keys=False)
     (path / "prior.yaml").write_text(text)
-
-
-def load_latent_prior(
-    directory: str | os.PathLike, *, ema: bool = True
-) -> tuple[PreconditionedDenoiser, dict[str, Any]]:
-    """Load a prior run written by ``xappa train prior``.
-
-    Parameters
-    ----------
-    directory : str or path
-        The run directory, with ``prior.yaml`` and ``model.safetensors``.
-    ema : bool
-        Load ``ema.safetensors`` when present.
-
-    Returns
-    -------
-    tuple
-        The denoiser around a :class:`~xappa.core.nn.vidit.ViDiT` (in eval mode), and the
-        contents of ``prior.yaml``.
-    """
-    path = Path(directory)
-    if not (path / "prior.yaml").is_file() or not (path / "model.safetensors").is_file():
-        msg = f"prior run {str(path)!r} must hold prior.yaml and model.safetensors"
-        raise FileNotFoundError(msg)
-    meta = read_yaml(path / "prior.yaml")
-    denoiser = PreconditionedDenoiser(ViDiT(ViDiTConfig(**meta["backbone"])))
-    weights = path / "ema.safetensors"
-    if not (ema and weights.is_file()):
-        weights = path / "model.safetensors"
-    safetensors.torch.load_model(denoiser, str(weights))
-    return denoiser.eval(), meta

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from xappa.integrity import load_torch_file
+from xappa.io.integrity import load_torch_file
 from xappa.options import get_options
 
 Batches = Callable[[int], Any] | Iterable[Any]

@@ -3,7 +3,7 @@
 A card is one entry of the packaged ``xappa/data/cards.yaml``, parsed and validated into a
 frozen :class:`ModelCard`. Each of its files has a SHA-256 hash, checked on every download,
 or an explicit ``sha256: null`` with ``unverified: true``: such a file is only loaded with
-``allow_unverified=True`` (see :func:`xappa.hub.load_model`).
+``allow_unverified=True`` (see :func:`xappa.models.hub.load_model`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from xappa.integrity import check_name, parse_yaml
-from xappa.release import CHECKPOINTS
+from xappa.io.integrity import check_name, parse_yaml
+from xappa.models.release import CHECKPOINTS
 
 KINDS = ("xappa", "appa-release")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -44,7 +44,7 @@ class CardFile:
     name : str
         The file name in the registry and in the cache: a relative, ``/``-separated path that
         stays inside the cache (no absolute path, no ``..``; see
-        :func:`xappa.integrity.check_name`).
+        :func:`xappa.io.integrity.check_name`).
     sha256 : str or None
         The SHA-256 hex digest; ``None`` only for an unverified file.
     url : str or None
@@ -75,11 +75,11 @@ class ModelCard:
     Attributes
     ----------
     name : str
-        The model name passed to :func:`xappa.hub.load_model`.
+        The model name passed to :func:`xappa.models.hub.load_model`.
     kind : {"xappa", "appa-release"}
         ``"xappa"``: xappa's own layout (a YAML config and a safetensors file, as
-        :func:`xappa.hub.save_model_files` writes); ``"appa-release"``: files laid out as
-        the published Appa release, read by :func:`xappa.release.load_appa_release`.
+        :func:`xappa.models.hub.save_model_files` writes); ``"appa-release"``: files laid out as
+        the published Appa release, read by :func:`xappa.models.release.load_appa_release`.
     description : str
         One or two sentences.
     files : tuple of CardFile
@@ -103,7 +103,7 @@ class ModelCard:
         inside the cache).
     checkpoint : str
         For ``"appa-release"``: which denoiser checkpoint to read, one of
-        :data:`xappa.release.CHECKPOINTS` (``"auto"``, ``"last"``, ``"best"``, ``"model"``).
+        :data:`xappa.models.release.CHECKPOINTS` (``"auto"``, ``"last"``, ``"best"``, ``"model"``).
     revision : str or None
         The pinned source revision of the files (e.g. a HuggingFace commit).
     revision_pinned : bool

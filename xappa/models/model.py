@@ -1,7 +1,7 @@
 r"""A latent assimilation model: state spec, statistics, autoencoder and latent prior in one object.
 
 :class:`Model` bundles what :func:`xappa.encode`, :func:`xappa.decode`,
-:func:`xappa.assimilate` and :func:`xappa.forecast` need: the :class:`~xappa.state.StateSpec`
+:func:`xappa.assimilate` and :func:`xappa.forecast` need: the :class:`~xappa.state.spec.StateSpec`
 of the pixel state, its standardization statistics, the autoencoder, the latent statistics
 (the standard deviation inflated by the autoencoder's latent noise,
 :math:`s_{eff} = \sqrt{s^2 + \sigma_z^2}`, as Appa does), and the preconditioned prior
@@ -35,8 +35,8 @@ import xarray as xr
 from torch import Tensor, nn
 
 from xappa.options import check_device
-from xappa.state import StateSpec
-from xappa.stats import stats_to_tensors
+from xappa.state.spec import StateSpec
+from xappa.state.stats import stats_to_tensors
 
 _STATISTICS = ("mean", "std", "latent_mean", "latent_std")
 
@@ -98,7 +98,7 @@ class Model:
     spec : StateSpec
         The pixel state: channels, grid and time step.
     stats : Dataset
-        Per-channel standardization statistics, as :func:`xappa.stats.compute_stats` returns.
+        Per-channel standardization statistics, as :func:`xappa.state.stats.compute_stats` returns.
     autoencoder : nn.Module
         ``encode(x)`` maps standardized pixels ``(B, C, H, W)`` to latents
         ``(B, C_lat, h, w)``; ``decode(z)`` maps them back. It has a ``latent_shape``
@@ -183,15 +183,15 @@ class Model:
     def from_release(
         cls, release: Any, spec: StateSpec, stats: xr.Dataset, *, name: str = "appa"
     ) -> Model:
-        """Adapt a loaded published release (:class:`xappa.release.AppaModel`).
+        """Adapt a loaded published release (:class:`xappa.models.release.AppaModel`).
 
         Parameters
         ----------
         release : AppaModel
-            The release, from :func:`xappa.release.load_appa_release`; its latent std is
+            The release, from :func:`xappa.models.release.load_appa_release`; its latent std is
             already inflated by the autoencoder noise.
         spec : StateSpec
-            The pixel state of the release (:func:`xappa.state.era5_spec` for Appa's).
+            The pixel state of the release (:func:`xappa.state.spec.era5_spec` for Appa's).
         stats : Dataset
             The pixel statistics, e.g. ``release.pixel_statistics()`` renamed to the spec's
             variables.

@@ -35,8 +35,9 @@ import xarray as xr
 from torch import Tensor
 
 from xappa.core.latitude import cos_weights
-from xappa.state import StateSpec, select_state
-from xappa.units import units_conversion
+from xappa.state.convert import select_state
+from xappa.state.spec import StateSpec
+from xappa.state.units import units_conversion
 
 _WEIGHTINGS = ("none", "cos_lat")
 
@@ -77,7 +78,7 @@ def compute_stats(
 
     Examples
     --------
-    >>> from xappa.state import era5_spec
+    >>> from xappa.state.spec import era5_spec
     >>> from xappa.testing import mock_era5
     >>> spec = era5_spec(nlat=8, nlon=16, level_variables=[])
     >>> stats = compute_stats(mock_era5(nlat=8, nlon=16, chunks={"time": 1}), spec)

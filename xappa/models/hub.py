@@ -1,6 +1,6 @@
 """The model hub: named models fetched with Pooch, checked against SHA-256 hashes, cached.
 
-:func:`load_model` reads a card from the packaged ``cards.yaml`` (:mod:`xappa.cards`),
+:func:`load_model` reads a card from the packaged ``cards.yaml`` (:mod:`xappa.models.cards`),
 downloads its files through one module-level :class:`pooch.Pooch` (:data:`POOCH`) into the OS
 cache directory (or ``$XAPPA_DATA_DIR``), checks each against the packaged ``registry.txt``,
 builds the modules and loads the weights. Files a card marks ``bundled`` ship inside the
@@ -45,13 +45,13 @@ import pooch
 import torch
 import xarray as xr
 
-from xappa.cards import ModelCard, load_cards
-from xappa.integrity import check_sha256, inside
-from xappa.model import Model
-from xappa.model_files import read_model_files, read_training_runs, save_model_files
+from xappa.io.integrity import check_sha256, inside
+from xappa.models.cards import ModelCard, load_cards
+from xappa.models.files import read_model_files, read_training_runs, save_model_files
+from xappa.models.model import Model
+from xappa.models.release import load_appa_release, resolve_release
 from xappa.options import choose_device
-from xappa.release import load_appa_release, resolve_release
-from xappa.state import StateSpec
+from xappa.state.spec import StateSpec
 
 #: Where xappa's own weight files are served from (a file's card ``url`` overrides it).
 BASE_URL = "https://huggingface.co/datasets/xappa/models/resolve/main/"
@@ -310,7 +310,7 @@ def load_model(
     cache) and checked against their SHA-256 hashes, then the modules are built from the
     configs and the weights loaded. Named models are kept in an LRU cache keyed by
     ``(name, device, dtype)``: the same object is returned to every caller, so never modify
-    it in place; :meth:`Model.on(device) <xappa.model.Model.on>` gives it on another device
+    it in place; :meth:`Model.on(device) <xappa.models.model.Model.on>` gives it on another device
     without moving the cached one.
 
     Parameters
@@ -326,19 +326,19 @@ def load_model(
         The dtype of the networks: ``torch.float32``, ``torch.float64`` or
         ``torch.bfloat16`` (default: as stored, float32). States, statistics and the
         guidance solver run in float64 for float64 weights, else in float32 (bfloat16
-        networks compute in bfloat16); see :attr:`xappa.model.Model.state_dtype`.
+        networks compute in bfloat16); see :attr:`xappa.models.model.Model.state_dtype`.
     offline : bool, optional
         Never touch the network: use only cached, hash-verified files (default: true when the
         environment variable ``XAPPA_OFFLINE`` is ``1``).
     allow_unverified : bool
         Load files whose card has no hash (``sha256: null``, ``unverified: true``).
     stats : Dataset, optional
-        Pixel statistics (:func:`xappa.stats.compute_stats` layout) in the spec's variable
+        Pixel statistics (:func:`xappa.state.stats.compute_stats` layout) in the spec's variable
         names, for an Appa release; by default the release's own
-        ``data/stats_era5_*.zarr`` (:meth:`xappa.release.AppaModel.pixel_statistics`), when
+        ``data/stats_era5_*.zarr`` (:meth:`xappa.models.release.AppaModel.pixel_statistics`), when
         its tree in the cache holds one.
     spec : StateSpec, optional
-        The pixel state of an Appa release (default: :data:`xappa.state.APPA_ERA5`).
+        The pixel state of an Appa release (default: :data:`xappa.state.spec.APPA_ERA5`).
     cache : bool
         Use the LRU cache of named models.
     cards, registry, base_url, data_dir
@@ -405,7 +405,7 @@ def _from_release(
     spec: StateSpec | None,
     device: torch.device,
 ) -> Model:
-    from xappa.state import APPA_ERA5
+    from xappa.state.spec import APPA_ERA5
 
     some = next(iter(files.values()))
     name = next(iter(files))
@@ -414,7 +414,7 @@ def _from_release(
     if stats is None and resolve_release(root).pixel_stats is None:
         msg = (
             f"model {card.name!r} needs pixel statistics: pass stats= (compute_stats layout, "
-            "variables named as xappa.state.APPA_ERA5), or place the release's "
+            "variables named as xappa.state.spec.APPA_ERA5), or place the release's "
             f"data/stats_era5_*.zarr under {str(root)!r}; found neither"
         )
         raise ValueError(msg)
@@ -475,7 +475,7 @@ def resolve_model(model: Model | str | os.PathLike | None, *, name: str = "model
     Parameters
     ----------
     model : Model, str, path-like or None
-        A :class:`~xappa.model.Model`; a model name or a local path, loaded with
+        A :class:`~xappa.models.model.Model`; a model name or a local path, loaded with
         :func:`load_model` (so through its cache: every call with the same name shares one
         loaded model, which xappa never modifies); or None for the ``model`` option of
         :func:`xappa.set_options`.

@@ -13,9 +13,11 @@ __all__ = [
     "COORD_ATTRS",
     "GridIndex",
     "find_coord",
+    "grid_conventions",
     "grid_index",
     "level_positions",
     "longitude_convention",
+    "restore_conventions",
     "time_positions",
     "wrap_longitude",
 ]
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.units import units_conversion
+from xappa.state.units import units_conversion
 
 COMMON_NAMES: dict[str, tuple[str, ...]] = {
     "latitude": ("latitude", "lat", "nav_lat", "y", "rlat"),
@@ -412,3 +414,41 @@ def level_positions(
             raise KeyError(msg)
         positions.append(int(match[0]))
     return np.asarray(positions)
+
+
+def grid_conventions(ds: xr.Dataset) -> dict[str, str]:
+    """Return the latitude order, longitude convention and coordinate names of a grid.
+
+    Empty when ``ds`` has no 1-D latitude/longitude dimension coordinates (point data).
+    """
+    try:
+        lat, lon = find_coord(ds, "latitude"), find_coord(ds, "longitude")
+    except (KeyError, ValueError):
+        return {}
+    if lat not in ds.dims or lon not in ds.dims or ds[lat].size < 2:
+        return {}
+    la, lo = np.asarray(ds[lat].values, float), np.asarray(ds[lon].values, float)
+    return {
+        "latitude_name": str(lat),
+        "longitude_name": str(lon),
+        "latitude_order": "descending" if la[0] > la[-1] else "ascending",
+        "longitude_convention": "-180..180" if lo.min() < 0 else "0..360",
+    }
+
+
+def restore_conventions(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Dataset:
+    """Reorder, rename and wrap the ``latitude``/``longitude`` of ``ds`` to ``conventions``."""
+    if not conventions:
+        return ds
+    lat = ds["latitude"].values
+    want = conventions["latitude_order"]
+    if (want == "descending") != bool(lat[0] > lat[-1]):
+        ds = ds.isel(latitude=slice(None, None, -1))
+    lon = ds["longitude"]
+    if conventions["longitude_convention"] == "-180..180" and float(lon.max()) >= 180:
+        ds = ds.assign_coords(longitude=((lon + 180) % 360 - 180).assign_attrs(lon.attrs))
+    elif conventions["longitude_convention"] == "0..360" and float(lon.min()) < 0:
+        ds = ds.assign_coords(longitude=(lon % 360).assign_attrs(lon.attrs))
+    ds = ds.sortby("longitude")
+    names = {"latitude": conventions["latitude_name"], "longitude": conventions["longitude_name"]}
+    return ds.rename({k: v for k, v in names.items() if k != v})

@@ -34,8 +34,8 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
-from xappa.align import normalize_grid
 from xappa.core.constants import EARTH_RADIUS
+from xappa.verify.align import normalize_grid
 
 T = TypeVar("T", xr.DataArray, xr.Dataset)
 
@@ -216,7 +216,7 @@ def spectra_by_source(
     xarray.Dataset
         Spectra with a ``source`` dimension labelled by the mapping's keys.
     """
-    from xappa.metrics import lat_weights
+    from xappa.verify.metrics import lat_weights
 
     if kind not in ("zonal", "sh"):
         msg = f"kind must be 'zonal' or 'sh'; found {kind!r}"

@@ -49,7 +49,7 @@ from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.layers import count_parameters
 from xappa.core.nn.vidit import ViDiT
-from xappa.integrity import load_torch_file, open_zarr_store, read_yaml
+from xappa.io.integrity import load_torch_file, open_zarr_store, read_yaml
 from xappa.options import choose_device
 
 _LAP_PATTERN = "autoencoders/*/*/latents/*/denoisers/*/*/config.yaml"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xappa.align import find_lead_dim
+from xappa.verify.align import find_lead_dim
 
 #: Largest number of variables (panels) drawn in one figure.
 MAX_PANELS = 6
@@ -179,7 +179,7 @@ def metric_figures(
     Parameters
     ----------
     metrics : xarray.Dataset
-        Computed output of :func:`xappa.evaluation.evaluate`.
+        Computed output of :func:`xappa.verify.evaluate.evaluate`.
     out : pathlib.Path
         Directory for the PNG files.
     region : str, optional
@@ -251,7 +251,7 @@ def field_figures(
     Parameters
     ----------
     pred, truth : xarray.Dataset
-        Aligned prediction and truth (see :func:`xappa.align.align`).
+        Aligned prediction and truth (see :func:`xappa.verify.align.align`).
     out : pathlib.Path
         Directory for the PNG files.
     member_dim : str, default "member"
@@ -262,8 +262,8 @@ def field_figures(
     list of tuple of str
         ``(title, filename)`` for each figure written.
     """
-    from xappa.metrics import lat_weights
-    from xappa.spectra import zonal_energy_spectrum
+    from xappa.verify.metrics import lat_weights
+    from xappa.verify.spectra import zonal_energy_spectrum
 
     plt = _pyplot()
     fields = _labelled_fields(truth)

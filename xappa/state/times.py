@@ -1,21 +1,24 @@
 """The model times of an assimilation window, from a duration, a (start, end) pair or the data.
 
 :func:`window_times` is the one place that turns a user's ``window=`` into model times, for
-:func:`xappa.assimilate`, :func:`xappa.forecast` and the batch reanalysis.
+:func:`xappa.assimilate`, :func:`xappa.forecast` and the batch reanalysis;
+:func:`frame_dates` turns times into the date features of the networks.
 """
 
 from __future__ import annotations
 
-__all__ = ["observation_times", "window_times"]
+__all__ = ["frame_dates", "observation_times", "window_times"]
 
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
+from torch import Tensor
 
-from xappa.convert import find_coord
+from xappa.state.coords import find_coord
 
 
 def observation_times(datasets: Sequence[xr.Dataset], *, name: str = "obs") -> np.ndarray:
@@ -136,3 +139,9 @@ def window_times(
         return pd.date_range(first, last, freq=step)
     start = pd.Timestamp(times.min()).floor(step)
     return pd.date_range(start, periods=int(length // step), freq=step)
+
+
+def frame_dates(times: pd.DatetimeIndex, device: torch.device) -> Tensor:
+    """Return integer dates ``[year, month, day, hour]``, with shape ``(T, 4)``."""
+    parts = np.stack([times.year, times.month, times.day, times.hour], axis=-1)
+    return torch.as_tensor(parts.astype(np.int64), device=device)

@@ -1,6 +1,6 @@
 """Evaluate predictions against a truth, and write a report of plots and tables.
 
-:func:`evaluate` aligns a prediction with its truth (:func:`xappa.align.align`) and returns a
+:func:`evaluate` aligns a prediction with its truth (:func:`xappa.verify.align.align`) and returns a
 tidy metrics Dataset; :func:`write_report` writes it to netCDF with PNG plots and a Markdown
 summary.
 
@@ -9,7 +9,7 @@ Layout of the metrics Dataset:
 - data variables are metrics: ``rmse``, ``bias``, ``mae`` and, with ``climatology``,
   ``acc``; with an ensemble also ``skill``, ``spread``, ``ssr``, ``crps`` and
   ``rank_histogram`` (extra ``rank`` dimension);
-- dimensions ``region`` (names from :data:`xappa.metrics.REGIONS`), ``variable`` (one entry
+- dimensions ``region`` (names from :data:`xappa.verify.metrics.REGIONS`), ``variable`` (one entry
   per variable and level, labelled ``"temperature_850"`` or ``"2m_temperature"``), the lead
   dimension if the prediction has one, and any dimension not in ``reduce``;
 - coordinates on ``variable``: ``name`` (the data variable), ``level`` (hPa, NaN for
@@ -32,13 +32,13 @@ import dask
 import numpy as np
 import xarray as xr
 
-from xappa import metrics as m
-from xappa._outputs import check_target, clear_directory, write_manifest
-from xappa._sampling import check_positive_int
-from xappa.align import align, find_lead_dim, normalize_grid
 from xappa.batch.reader import check_complete
 from xappa.batch.store import RECORD_VARIABLES
-from xappa.units import units_conversion
+from xappa.io.outputs import check_target, clear_directory, write_manifest
+from xappa.options import check_positive_int
+from xappa.state.units import units_conversion
+from xappa.verify import metrics as m
+from xappa.verify.align import align, find_lead_dim, normalize_grid
 
 #: The bytes of prediction and truth that one time batch of dask-backed inputs holds, at most
 #: (or one time, when a time alone is larger).
@@ -49,7 +49,7 @@ REPORT = "evaluation report"
 
 _LAYOUT = (
     "metrics per region and variable (one entry per variable and level); "
-    "see xappa.evaluation for the layout"
+    "see xappa.verify.evaluate for the layout"
 )
 
 
@@ -65,7 +65,7 @@ def _partials(
     """Return the parts of every metric over ``reduce`` (time kept), and their weight.
 
     Means (not their square roots) over ``reduce``, so that those of successive time
-    batches combine exactly, weighted by ``weight`` (:func:`xappa.metrics.valid_weight`).
+    batches combine exactly, weighted by ``weight`` (:func:`xappa.verify.metrics.valid_weight`).
     """
     ensemble = member_dim in pred.dims
     pred, truth = m.mask_missing(pred, truth, member_dim=member_dim if ensemble else None)
@@ -243,7 +243,7 @@ def evaluate(
 
     Values are compared in the truth's units: a prediction (or climatology) in other,
     convertible units (``K`` and ``degC``, ``Pa`` and ``hPa``, ...) is converted first.
-    Missing values follow the NaN policy of :mod:`xappa.metrics`. Dask-backed inputs are
+    Missing values follow the NaN policy of :mod:`xappa.verify.metrics`. Dask-backed inputs are
     streamed: computed ``time_batch`` times at a time, so that memory holds one batch, not
     the whole input.
 
@@ -260,7 +260,7 @@ def evaluate(
         field), or laid out as WB2's ERA5 climatology with ``dayofyear`` (and ``hour``)
         dimensions, then read at the valid times.
     regions : sequence of str, default ("global",)
-        Regions from :data:`xappa.metrics.REGIONS`, for example ``("global", "tropics",
+        Regions from :data:`xappa.verify.metrics.REGIONS`, for example ``("global", "tropics",
         "land")``.
     reduce : sequence of str, optional
         Dimensions averaged over (default: those of ``time``, ``latitude``, ``longitude``
@@ -278,7 +278,7 @@ def evaluate(
     Returns
     -------
     xarray.Dataset
-        The metrics, computed; the layout is described in :mod:`xappa.evaluation`.
+        The metrics, computed; the layout is described in :mod:`xappa.verify.evaluate`.
 
     Raises
     ------
@@ -400,7 +400,7 @@ def write_report(
     """Write ``metrics.nc``, PNG plots and ``summary.md`` into a directory.
 
     The directory must be new, empty, or an earlier report (replaced when ``overwrite``);
-    its manifest (:mod:`xappa._outputs`) lists what was written, so that nothing else in
+    its manifest (:mod:`xappa.io.outputs`) lists what was written, so that nothing else in
     it is ever replaced.
 
     Parameters
@@ -429,8 +429,7 @@ def write_report(
     NotADirectoryError
         If ``out`` lies inside a file.
     """
-    from xappa import plot
-
+    from xappa.verify import plot
     out = Path(out)
     state = check_target(out, role="out", overwrite=overwrite, hint="pass overwrite=True")
     metrics = metrics.compute()

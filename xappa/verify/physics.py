@@ -35,7 +35,7 @@ import xarray as xr
 
 from xappa.core.constants import EARTH_RADIUS, OMEGA, R_DRY
 from xappa.core.constants import STANDARD_GRAVITY as GRAVITY
-from xappa.metrics import lat_weights
+from xappa.verify.metrics import lat_weights
 
 _ALIASES = {
     "geopotential": ("geopotential", "z"),

@@ -1,7 +1,7 @@
 """xappa's own model files: write and read a model as YAML (configs, spec) + safetensors.
 
-:func:`save_model_files` publishes a :class:`~xappa.model.Model` in the layout that
-:func:`xappa.hub.load_model` fetches through the registry; :func:`read_model_files` reads it
+:func:`save_model_files` publishes a :class:`~xappa.models.model.Model` in the layout that
+:func:`xappa.models.hub.load_model` fetches through the registry; :func:`read_model_files` reads it
 back, and :func:`read_training_runs` assembles a model from the run directories written by
 ``xappa train``.
 
@@ -32,9 +32,9 @@ from xappa.core.diffusion.denoiser import PreconditionedDenoiser
 from xappa.core.nn.autoencoder import ConvAutoencoder
 from xappa.core.nn.configs import AutoencoderConfig, ViDiTConfig
 from xappa.core.nn.vidit import ViDiT
-from xappa.integrity import check_sha256, file_sha256, open_zarr_store, read_yaml
-from xappa.model import Model
-from xappa.state import StateSpec
+from xappa.io.integrity import check_sha256, file_sha256, open_zarr_store, read_yaml
+from xappa.models.model import Model
+from xappa.state.spec import StateSpec
 
 FORMAT = "xappa-model"
 
@@ -68,7 +68,7 @@ def _spec_dict(spec: StateSpec) -> dict[str, Any]:
 
 
 def _stats_dataset(mean: torch.Tensor, std: torch.Tensor, spec: StateSpec) -> xr.Dataset:
-    """Return statistics in :func:`xappa.stats.compute_stats`'s layout from ``(C,)`` vectors."""
+    """Return statistics in :func:`xappa.state.stats.compute_stats`'s layout from ``(C,)`` vectors."""
     pair = np.stack([mean.double().numpy(), std.double().numpy()])
     data, start = {}, 0
     for v in spec.variables:
@@ -335,8 +335,7 @@ def read_training_runs(
     KeyError
         If the latent store has no ``autoencoder`` attribute and none is given.
     """
-    from xappa.train.autoencoder import load_autoencoder
-    from xappa.train.latent_prior import load_latent_prior
+    from xappa.models.runs import load_autoencoder, load_latent_prior
 
     prior = Path(prior)
     denoiser, meta = load_latent_prior(prior)

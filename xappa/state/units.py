@@ -8,7 +8,7 @@ in degrees Celsius (an offset), geopotential height (``m`` or ``gpm``) to geopot
 
 Examples
 --------
->>> from xappa.units import units_conversion
+>>> from xappa.state.units import units_conversion
 >>> conv = units_conversion("degC", "K")
 >>> float(conv.apply(15.0))
 288.15
