@@ -16,6 +16,8 @@ import xappa
 from xappa.models.files import save_model_files
 
 NAME = "swe-default"
+#: The stem of the files: published files are immutable, so a rebuilt model gets a new stem.
+STEM = "swe-default-v2"
 
 
 def climatology(data: str | Path) -> xr.Dataset:
@@ -39,14 +41,15 @@ def main() -> None:
     parser.add_argument("--prior", required=True, help="run directory of xappa train prior")
     parser.add_argument("--data", required=True, help="the training state store (zarr)")
     parser.add_argument("--out", default="xappa/data/models", help="output directory")
+    parser.add_argument("--stem", default=STEM, help=f"file stem (default {STEM})")
     args = parser.parse_args()
     model = xappa.load_model(args.prior)
     model.name = NAME
     out = Path(args.out) / NAME
-    save_model_files(model, out, stem=NAME, show=False)
-    clim_path = out / f"{NAME}.climatology.nc"
+    save_model_files(model, out, stem=args.stem, show=False)
+    clim_path = out / f"{args.stem}.climatology.nc"
     climatology(args.data).to_netcdf(clim_path, engine="scipy")
-    for path in sorted(out.iterdir()):
+    for path in sorted(out.glob(f"{args.stem}.*")):
         print(f"{NAME}/{path.name} {pooch.file_hash(str(path), alg='sha256')}")
 
 

@@ -283,15 +283,6 @@ def _row_rmse(a: xr.Dataset, b: xr.Dataset, name: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "swe-default's autoencoder was trained with Appa's loss weights cos(lat) + 1/n_lon, which"
-        " give each pole row 1/7.5 of its neighbour's weight: it reconstructs the pole rows 2-12x"
-        " worse than their neighbours (docs/guide/shallow-water.md). Passes once the model is"
-        " retrained with the pole rows weighted like their neighbours; then remove this mark."
-    ),
-)
 @pytest.mark.parametrize(("pole", "neighbour"), [(0, 1), (-1, -2)], ids=["north", "south"])
 def test_round_trip_error_of_the_pole_rows_is_near_their_neighbours(pole, neighbour):
     from xappa.testbeds.shallow_water import simulate

@@ -59,7 +59,7 @@ def test_loads_offline_without_touching_the_cache(
         "u_component_of_wind",
         "v_component_of_wind",
     }
-    assert model.window == 12
+    assert model.window == 48  # 48-hour windows (recipes/swe-default/prior.yaml)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
