@@ -26,6 +26,7 @@ from xappa.testbeds.shallow_water import area_weights, diagnose, simulate, write
 QUICK = "--quick" in sys.argv or os.environ.get("XAPPA_TUTORIAL_QUICK", "") not in ("", "0")
 TRAJECTORIES, DAYS, SPINUP = (2, 2, 1) if QUICK else (4, 10, 5)
 OUT = Path(os.environ.get("XAPPA_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="xappa-swe-"))
+OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## Generate trajectories
